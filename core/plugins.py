@@ -1,0 +1,186 @@
+"""Plugin discovery and the component registry.
+
+Plugins are modules (or objects) with pluggy hook implementations, found through entry points in
+group ``pxp``. Each entry point is loaded on its own, so one broken plugin is reported and the rest
+keep working; ``PXP_STRICT_PLUGINS=1`` raises instead (the test suite runs strict).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from functools import partial
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+KINDS = ("scenes", "datasets", "backbones", "heads", "objectives", "evaluators")
+GROUP = "pxp"
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str
+    name: str
+    config_model: type
+    factory: Callable
+    summary: str
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    name: str
+    distribution: str
+    version: str
+    error: str
+
+    def message(self) -> str:
+        return (f"plugin '{self.name}' ({self.distribution} {self.version}) failed to load: {self.error}\n"
+                f"  the other plugins still work; silence this with PXP_DISABLE_PLUGINS={self.name}")
+
+
+@dataclass
+class Registry:
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    plugins: list[PluginInfo] = field(default_factory=list)
+    failures: list[PluginFailure] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = None
+
+    def get(self, kind: str, name: str) -> Component:
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            available = ", ".join(sorted(self.components.get(kind, {}))) or "none installed"
+            raise PluginError(f"no {kind[:-1]} named '{name}' (available: {available})") from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def create(self, kind: str, config, *args, **kwargs) -> Any:
+        """Build the component that ``config`` (a registered config model) describes."""
+        return self.get(kind, config.type).factory(config, *args, **kwargs)
+
+    def all(self) -> list[Component]:
+        return [c for kind in KINDS for c in self.components[kind].values()]
+
+
+def _dist_of(ep) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    return (dist.metadata["Name"], dist.version) if dist else ("unknown", "unknown")
+
+
+def _last_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _check_config_model(kind: str, name: str, model) -> None:
+    fields = getattr(model, "model_fields", None)
+    if not fields or "type" not in fields:
+        raise PluginError(f"{kind[:-1]} '{name}': config_model must be a pydantic model with a 'type' field")
+    ann = fields["type"].annotation
+    if typing.get_origin(ann) is not typing.Literal or typing.get_args(ann) != (name,):
+        raise PluginError(f"{kind[:-1]} '{name}': config_model.type must be Literal['{name}'], got {ann!r}")
+
+
+def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=(), use_entry_points: bool = True) -> Registry:
+    """Load every plugin and collect what they register.
+
+    ``extra_plugins`` are (name, object) pairs registered after the entry points (tests, pxp.testing).
+    """
+    strict = _env_flag("PXP_STRICT_PLUGINS") if strict is None else strict
+    if disabled is None:
+        disabled = {s.strip() for s in os.environ.get("PXP_DISABLE_PLUGINS", "").split(",") if s.strip()}
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    reg = Registry(manager=pm)
+    provenance: dict[str, PluginInfo] = {}
+
+    if use_entry_points:
+        for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+            if ep.name in disabled:
+                continue
+            dist, version = _dist_of(ep)
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:  # any import-time failure must not take the CLI down
+                if strict:
+                    raise PluginError(f"plugin '{ep.name}' ({dist} {version}) failed to load: {_last_line(exc)}") from exc
+                reg.failures.append(PluginFailure(ep.name, dist, version, _last_line(exc)))
+                continue
+            provenance[ep.name] = PluginInfo(ep.name, dist, version)
+    for name, obj in extra_plugins:
+        pm.register(obj, name=name)
+        provenance[name] = PluginInfo(name, getattr(obj, "__distribution__", "local"), getattr(obj, "__version__", "-"))
+    reg.plugins = list(provenance.values())
+
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"pxp_register_{kind}")
+        for impl in hook.get_hookimpls():
+            info = provenance[impl.plugin_name]
+            try:
+                impl.function(register=partial(_register, reg, kind, info))
+            except PluginError:
+                raise
+            except Exception as exc:
+                if strict:
+                    raise PluginError(f"plugin '{info.name}' failed while registering {kind}: {_last_line(exc)}") from exc
+                reg.failures.append(PluginFailure(info.name, info.distribution, info.version, _last_line(exc)))
+    return reg
+
+
+def _register(reg: Registry, kind: str, info: PluginInfo, name: str, config_model, factory, summary: str = "") -> None:
+    existing = reg.components[kind].get(name)
+    if existing is not None:
+        raise PluginError(
+            f"{kind[:-1]} '{name}' is registered twice: by plugin '{existing.plugin}' "
+            f"({existing.distribution} {existing.version}) and by plugin '{info.name}' ({info.distribution} {info.version})")
+    _check_config_model(kind, name, config_model)
+    reg.components[kind][name] = Component(kind, name, config_model, factory, summary or "", info.name,
+                                           info.distribution, info.version)
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = load_registry()
+    return _REGISTRY
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace the process-wide registry (tests, pxp.testing)."""
+    global _REGISTRY
+    _REGISTRY = registry
+
+
+def create(kind: str, config, *args, **kwargs):
+    """Build a component from its config with the process-wide registry (usable in worker processes)."""
+    return get_registry().create(kind, config, *args, **kwargs)
+
+
+def report_failures(registry: Registry, file=None) -> None:
+    for failure in registry.failures:
+        print(f"warning: {failure.message()}", file=file or sys.stderr)

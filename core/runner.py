@@ -1,0 +1,271 @@
+"""``pxp run``: datasets → training → evaluation → report, each unit cached by the hash of its config.
+
+A unit (one dataset, one policy, one evaluation) writes a marker in ``.stages/`` when it starts and
+when it is done. A done marker with the same hash is skipped; a started marker with the same hash is
+resumed (the plugin keeps its partial outputs); a marker with another hash means the config changed,
+so the old outputs are removed first.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import io, manifest
+from .errors import PxpError
+from .plugins import Registry, get_registry
+from .spec import dump_spec, referenced_policies, resolve_policy_names, scene_config
+
+STAGES = ("datasets", "training", "evaluation", "report")
+FORMAT_VERSION = 1  # bump when a stage's outputs change shape, to invalidate old caches
+
+
+class ProgressTask:
+    def __init__(self, progress: Progress | None, task_id):
+        self._progress, self._id = progress, task_id
+
+    def advance(self, n: float = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._id, n)
+
+    def update(self, **kwargs) -> None:
+        if self._progress is not None:
+            self._progress.update(self._id, **kwargs)
+
+
+class StageContext:
+    """What the runner hands to plugins: paths, settings and progress for the current run."""
+
+    def __init__(self, spec, run_dir: Path, registry: Registry, console: Console, progress: Progress | None,
+                 device: str = "cpu", workers: int | None = None):
+        self.spec, self.run_dir, self.registry, self.console = spec, Path(run_dir), registry, console
+        self._progress, self.device = progress, device
+        self.workers = workers or spec.workers or os.cpu_count() or 1
+        self.seed = spec.seed
+        self.unit: str | None = None  # name of the dataset / policy / evaluation being run
+
+    def log(self, msg: str) -> None:
+        self.console.log(msg)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: float | None = None):
+        task_id = self._progress.add_task(description, total=total) if self._progress else None
+        try:
+            yield ProgressTask(self._progress, task_id)
+        finally:
+            if self._progress is not None:
+                self._progress.update(task_id, visible=True)
+                self._progress.stop_task(task_id)
+
+    def dataset_path(self, name: str) -> Path:
+        (self.run_dir / "data").mkdir(parents=True, exist_ok=True)
+        return self.run_dir / "data" / f"{name}.hdf5"
+
+    def checkpoint_dir(self, name: str) -> Path:
+        if name not in self.spec.policies and ("/" in name or Path(name).exists()):
+            return Path(name)  # init_from a checkpoint directory outside the run
+        return self.run_dir / "checkpoints" / name
+
+    policy_checkpoint = checkpoint_dir
+
+    def eval_dir(self, name: str) -> Path:
+        return self.run_dir / "evals" / name
+
+    def scene_config(self, **overrides):
+        return scene_config(self.spec, overrides)
+
+    def make_scene(self, config=None):
+        return self.registry.create("scenes", config or self.spec.scene)
+
+    def create(self, kind: str, config, *args, **kwargs):
+        return self.registry.create(kind, config, *args, **kwargs)
+
+    def resolve_policies(self, names) -> list[str]:
+        return resolve_policy_names(self.spec, names)
+
+
+# ---------------------------------------------------------------- unit cache
+
+class UnitCache:
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir) / ".stages"
+
+    def _path(self, stage: str, name: str) -> Path:
+        return self.dir / f"{stage}.{name}.json"
+
+    def get(self, stage: str, name: str) -> dict | None:
+        return io.read_json(self._path(stage, name))
+
+    def start(self, stage: str, name: str, digest: str) -> None:
+        io.write_json(self._path(stage, name), {"hash": digest, "status": "started", "started": time.time()})
+
+    def finish(self, stage: str, name: str, digest: str, result: dict) -> None:
+        io.write_json(self._path(stage, name), {"hash": digest, "status": "done", "finished": time.time(), "result": result})
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+# ---------------------------------------------------------------- the runner
+
+class Runner:
+    def __init__(self, spec, run_dir: Path, *, registry: Registry | None = None, console: Console | None = None,
+                 force: bool = False, device: str | None = None, workers: int | None = None, quiet: bool = False):
+        self.spec, self.run_dir = spec, Path(run_dir)
+        self.registry = registry or get_registry()
+        self.console = console or Console(stderr=True, quiet=quiet)
+        self.force, self.cache = force, UnitCache(self.run_dir)
+        self._device, self._workers = device, workers
+        self.hashes: dict[tuple[str, str], str] = {}
+        self.results: dict[str, dict] = {"datasets": {}, "training": {}, "evaluation": {}}
+
+    # -- hashes: a unit's hash covers its config and the hashes of what it consumes
+    def dataset_hash(self, name: str) -> str:
+        cfg = self.spec.datasets[name]
+        return config_key("dataset", cfg, scene_config(self.spec, getattr(cfg, "scene", None)))
+
+    def policy_hash(self, name: str) -> str:
+        pol = self.spec.policies[name]
+        init = self.policy_hash(pol.init_from) if pol.init_from in self.spec.policies else pol.init_from
+        return config_key("policy", pol, self.dataset_hash(pol.dataset), init, self.spec.seed)
+
+    def evaluation_hash(self, name: str) -> str:
+        cfg = self.spec.evaluations[name]
+        pols = [self.policy_hash(p) for p in resolve_policy_names(self.spec, referenced_policies(cfg))]
+        return config_key("evaluation", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), pols, self.spec.seed)
+
+    def run(self, stages=STAGES) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
+        device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
+        with self._progress() as progress:
+            ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers)
+            manifest.write(self.run_dir, self.spec, self.registry, device=device)
+            for stage in STAGES:
+                if stage in stages:
+                    getattr(self, f"_stage_{stage}")(ctx)
+                    manifest.write(self.run_dir, self.spec, self.registry, device=device, units=self._unit_records())
+        return self.run_dir
+
+    def _progress(self):
+        return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
+
+    def _unit(self, ctx: StageContext, stage: str, name: str, digest: str, outputs, work):
+        """Run ``work()`` unless a done marker with ``digest`` exists; returns its result dict."""
+        marker = self.cache.get(stage, name)
+        if marker and marker["hash"] == digest and marker["status"] == "done" and not self.force:
+            self.console.log(f"[dim]{stage}: {name} is up to date (cached {digest})[/dim]")
+            return marker.get("result", {})
+        if self.force or (marker and marker["hash"] != digest):
+            _remove(outputs)  # config changed (or --force): old outputs no longer describe this unit
+        elif marker:
+            self.console.log(f"{stage}: resuming {name}")
+        self.cache.start(stage, name, digest)
+        ctx.unit = name
+        t0 = time.time()
+        result = dict(work() or {})
+        result.setdefault("seconds", round(time.time() - t0, 2))
+        self.cache.finish(stage, name, digest, result)
+        self.console.log(f"{stage}: {name} done in {result['seconds']:.1f}s")
+        return result
+
+    def _stage_datasets(self, ctx: StageContext) -> None:
+        for name, cfg in self.spec.datasets.items():
+            path = ctx.dataset_path(name)
+            digest = self.dataset_hash(name)
+            work = lambda cfg=cfg, path=path: self.registry.create("datasets", cfg).generate(path, ctx)
+            self.results["datasets"][name] = self._unit(ctx, "datasets", name, digest,
+                                                        [path, path.with_name(path.name + ".partial")], work)
+
+    def _stage_training(self, ctx: StageContext) -> None:
+        from .training import train_policy  # torch is imported only when training is needed
+
+        for name in training_order(self.spec):
+            pol = self.spec.policies[name]
+            work = lambda name=name, pol=pol: train_policy(name, pol, ctx)
+            self.results["training"][name] = self._unit(ctx, "training", name, self.policy_hash(name),
+                                                        [ctx.checkpoint_dir(name)], work)
+
+    def _stage_evaluation(self, ctx: StageContext) -> None:
+        for name, cfg in self.spec.evaluations.items():
+            def work(name=name, cfg=cfg):
+                evaluator = self.registry.create("evaluators", cfg)
+                episodes = evaluator.run(ctx)
+                summary = evaluator.summarize(episodes)
+                io.write_json(ctx.eval_dir(name) / "result.json",
+                              {"evaluation": name, "evaluator": cfg.type, "episodes": episodes, "summary": summary})
+                return {"episodes": len(episodes), "errors": sum(1 for e in episodes if e.get("error"))}
+            self.results["evaluation"][name] = self._unit(ctx, "evaluation", name, self.evaluation_hash(name),
+                                                          [ctx.eval_dir(name)], work)
+        write_results(self.run_dir, self.spec)
+
+    def _stage_report(self, ctx: StageContext) -> None:
+        from .report import write_report
+
+        path = write_report(self.run_dir, ctx)
+        self.console.log(f"report: {path}")
+
+    def _unit_records(self) -> dict:
+        out = {}
+        for stage in ("datasets", "training", "evaluation"):
+            names = {"datasets": self.spec.datasets, "training": self.spec.policies, "evaluation": self.spec.evaluations}[stage]
+            out[stage] = {n: (self.cache.get(stage, n) or {}) for n in names}
+        return out
+
+
+def config_key(*parts) -> str:
+    return io.config_hash(FORMAT_VERSION, *parts)
+
+
+def training_order(spec) -> list[str]:
+    """Policies ordered so that every ``init_from`` source trains first."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        src = spec.policies[name].init_from
+        if src in spec.policies:
+            visit(src)
+        order.append(name)
+
+    for name in spec.policies:
+        visit(name)
+    return order
+
+
+def write_results(run_dir: Path, spec) -> Path:
+    """Collect every evaluation's episodes and summary into results.json."""
+    episodes, summaries = [], {}
+    for name in spec.evaluations:
+        data = io.read_json(Path(run_dir) / "evals" / name / "result.json")
+        if data:
+            episodes.extend(data["episodes"])
+            summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
+    path = Path(run_dir) / "results.json"
+    io.write_json(path, {"spec": spec.name, "episodes": episodes, "summaries": summaries})
+    return path
+
+
+def resolve_device(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise PxpError("the spec asks for device: cuda but no CUDA device is available (use device: auto or cpu)")
+    return "cpu"

@@ -1,0 +1,288 @@
+"""The experiment spec: YAML → pydantic, with sections built from what plugins registered.
+
+Every section that names a component (scene, datasets, backbone, head, objective, evaluations) is a
+discriminated union over the registered config models, so an unknown ``type:`` lists the available
+names and ``pxp schema`` covers every installed plugin.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from .errors import SpecError
+from .plugins import Registry, get_registry
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(Strict):
+    """How long and how a policy trains."""
+    steps: Optional[int] = Field(None, ge=1, description="optimizer steps (with minutes: whichever comes first)")
+    minutes: Optional[float] = Field(None, gt=0, description="wall-clock budget for training")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    seed: int = 0
+    eval_every: int = Field(100, ge=1)
+    holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    amp: Literal["auto", "off", "bf16"] = "auto"
+    target_stride: int = Field(4, ge=1, description="frames between consecutive future targets")
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _needs_budget(self):
+        if self.steps is None and self.minutes is None:
+            raise ValueError("set steps, minutes or both")
+        return self
+
+
+class ReportConfig(Strict):
+    title: Optional[str] = None
+    videos_per_policy: int = Field(2, ge=0, description="episodes rendered to mp4 per policy and evaluation")
+    heatmaps: bool = True
+
+
+def _union(models: list[type], kind: str):
+    if not models:
+        return Annotated[dict, Field(description=f"no {kind} plugins are installed")]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]
+
+
+def build_spec_model(registry: Registry) -> type[BaseModel]:
+    """The Spec model for the plugins in ``registry``."""
+    models = {kind: [c.config_model for c in registry.components[kind].values()] for kind in registry.components}
+
+    Policy = create_model(
+        "PolicySpec",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A policy: backbone + head trained with an objective on a dataset.",
+        backbone=(_union(models["backbones"], "backbone"), ...),
+        head=(_union(models["heads"], "head"), ...),
+        objective=(_union(models["objectives"], "objective"), ...),
+        dataset=(str, Field(..., description="name of a dataset in this spec")),
+        demos=(Optional[int], Field(None, ge=1, description="train on this many demos, chosen by demo_seed")),
+        demo_seed=(int, 0),
+        init_from=(Optional[str], Field(None, description="a policy of this spec or a checkpoint directory")),
+        train=(TrainConfig, ...),
+    )
+    return create_model(
+        "Spec",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A pxp experiment: scene, datasets, policies, evaluations and report.",
+        name=(str, Field(..., pattern=NAME, description="run name; the run directory is runs/<name>")),
+        description=(str, ""),
+        seed=(int, 0),
+        device=(Literal["auto", "cpu", "cuda"], "auto"),
+        workers=(Optional[int], Field(None, ge=1, description="worker processes (default: one per core)")),
+        scene=(_union(models["scenes"], "scene"), ...),
+        datasets=(dict[Annotated[str, Field(pattern=NAME)], _union(models["datasets"], "dataset")], Field(default_factory=dict)),
+        policies=(dict[Annotated[str, Field(pattern=NAME)], Policy], Field(default_factory=dict)),
+        evaluations=(dict[Annotated[str, Field(pattern=NAME)], _union(models["evaluators"], "evaluator")], Field(default_factory=dict)),
+        report=(ReportConfig, Field(default_factory=ReportConfig)),
+    )
+
+
+# ---------------------------------------------------------------- sweeps
+
+def expand_sweeps(raw: dict) -> tuple[dict, dict[str, list[str]]]:
+    """Expand ``policies.X.sweep: {demos: [1, 3], train.seed: [0, 1]}`` into one policy per combination.
+
+    Members are named ``X-demos1`` (``X-demos1-seed0`` for several keys); evaluations may name the
+    group ``X`` to mean all of them. Returns the expanded spec and the groups.
+    """
+    raw = copy.deepcopy(raw)
+    policies = raw.get("policies")
+    groups: dict[str, list[str]] = {}
+    if not isinstance(policies, dict):
+        return raw, groups
+    out = {}
+    for name, body in policies.items():
+        sweep = body.pop("sweep", None) if isinstance(body, dict) else None
+        if not sweep:
+            out[name] = body
+            continue
+        if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+            raise SpecError([(f"policies.{name}.sweep", "must map field names to non-empty lists")])
+        keys = list(sweep)
+        groups[name] = []
+        for values in itertools.product(*(sweep[k] for k in keys)):
+            member = copy.deepcopy(body)
+            label = "-".join(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))
+            for key, value in zip(keys, values):
+                _set_dotted(member, key, value)
+            out[f"{name}-{label}"] = member
+            groups[name].append(f"{name}-{label}")
+    raw["policies"] = out
+    return raw, groups
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[leaf] = value
+
+
+# ---------------------------------------------------------------- loading and checking
+
+def _format_loc(err: dict) -> str:
+    loc = [str(p) for p in err["loc"]]
+    # Discriminated unions put the chosen tag in the path (backbone.dinov2.weights); drop it.
+    loc = [p for i, p in enumerate(loc) if not (i > 0 and re.fullmatch(r"[a-z0-9_]+", p) and _is_tag(err, i))]
+    if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        loc.append("type")
+    return ".".join(loc)
+
+
+def _is_tag(err: dict, index: int) -> bool:
+    # Tags appear after a component field name; pydantic marks them with function-after/tagged paths.
+    parents = {"scene", "backbone", "head", "objective"}
+    loc = [str(p) for p in err["loc"]]
+    if loc[index - 1] in parents:
+        return True
+    return index >= 2 and loc[index - 2] in {"datasets", "evaluations"}
+
+
+def _format_msg(err: dict) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown field (not allowed here; check the spelling)"
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown type {ctx.get('tag')!r}; available: {ctx.get('expected_tags')}"
+    if err["type"] == "union_tag_not_found":
+        return f"missing 'type'; {msg}"
+    return msg.removeprefix("Value error, ")
+
+
+def parse_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([("", f"no such file: {path}")], source=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError([("", f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}")], source=str(path)) from None
+    if not isinstance(raw, dict):
+        raise SpecError([("", f"a spec must be a YAML mapping, got {type(raw).__name__}")], source=str(path))
+    return raw
+
+
+def validate_spec(raw: dict, registry: Registry | None = None, source: str | None = None):
+    """Validate a spec dict; returns the Spec instance or raises SpecError listing every problem."""
+    registry = registry or get_registry()
+    raw, groups = expand_sweeps(raw)
+    model = build_spec_model(registry)
+    try:
+        spec = model.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError([(_format_loc(e), _format_msg(e)) for e in exc.errors()], source=source) from None
+    problems = check_references(spec, groups)
+    if problems:
+        raise SpecError(problems, source=source)
+    object.__setattr__(spec, "__pxp_groups__", groups)
+    return spec
+
+
+def load_spec(path, registry: Registry | None = None):
+    return validate_spec(parse_yaml(Path(path)), registry, source=str(path))
+
+
+def policy_groups(spec) -> dict[str, list[str]]:
+    return getattr(spec, "__pxp_groups__", {})
+
+
+def referenced_policies(config) -> list[str]:
+    """Policy names an evaluator config refers to (``referenced_policies()`` or a ``policies`` field)."""
+    if hasattr(config, "referenced_policies"):
+        return list(config.referenced_policies())
+    value = getattr(config, "policies", None)
+    if isinstance(value, dict):
+        return [n for names in value.values() for n in ([names] if isinstance(names, str) else names)]
+    if isinstance(value, str):
+        return [value]
+    return list(value or [])
+
+
+def resolve_policy_names(spec, names) -> list[str]:
+    """Expand sweep group names into their members, keeping order."""
+    groups = policy_groups(spec)
+    out: list[str] = []
+    for n in names:
+        out.extend(groups.get(n, [n]))
+    return out
+
+
+def scene_config(spec, overrides: dict | None = None):
+    """The spec's scene config with a section's overrides applied (validated)."""
+    base = spec.scene
+    if not overrides:
+        return base
+    return type(base).model_validate({**base.model_dump(), **overrides})
+
+
+def check_references(spec, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
+    problems = []
+    datasets, policies = set(spec.datasets), set(spec.policies)
+    known_policies = policies | set(groups)
+    for name, pol in spec.policies.items():
+        if pol.dataset not in datasets:
+            problems.append((f"policies.{name}.dataset", f"no dataset named {pol.dataset!r} (datasets: {', '.join(sorted(datasets)) or 'none'})"))
+        if pol.init_from and not _looks_like_path(pol.init_from):
+            if pol.init_from not in policies:
+                problems.append((f"policies.{name}.init_from", f"no policy named {pol.init_from!r} (and not a path to a checkpoint)"))
+            elif pol.init_from == name:
+                problems.append((f"policies.{name}.init_from", "a policy cannot initialise from itself"))
+    problems += _init_cycles(spec)
+    for section in ("datasets", "evaluations"):
+        for name, cfg in getattr(spec, section).items():
+            overrides = getattr(cfg, "scene", None)
+            if overrides:
+                try:
+                    scene_config(spec, overrides)
+                except ValidationError as exc:
+                    for e in exc.errors():
+                        problems.append((f"{section}.{name}.scene.{'.'.join(map(str, e['loc']))}", _format_msg(e)))
+    for name, cfg in spec.evaluations.items():
+        for ref in referenced_policies(cfg):
+            if ref not in known_policies:
+                problems.append((f"evaluations.{name}.policies", f"no policy named {ref!r} (policies: {', '.join(sorted(known_policies)) or 'none'})"))
+    return problems
+
+
+def _looks_like_path(s: str) -> bool:
+    return "/" in s or s.endswith((".pt", ".pth", ".safetensors"))
+
+
+def _init_cycles(spec) -> list[tuple[str, str]]:
+    for start in spec.policies:
+        seen, cur = [start], spec.policies[start].init_from
+        while cur in spec.policies:
+            if cur in seen:
+                return [(f"policies.{start}.init_from", "initialisation cycle: " + " → ".join(seen + [cur]))]
+            seen.append(cur)
+            cur = spec.policies[cur].init_from
+    return []
+
+
+def dump_spec(spec) -> str:
+    """The resolved spec (defaults filled in, sweeps expanded) as YAML."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def spec_json_schema(registry: Registry | None = None) -> dict:
+    return build_spec_model(registry or get_registry()).model_json_schema()
