@@ -80,9 +80,7 @@ def list_plugins(as_json):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["kind"], r["name"], r["summary"], r["distribution"], r["version"])
-    Console().print(table)
-    for f in reg.failures:
-        err_console.print(f"[yellow]warning:[/] {f.message()}", highlight=False)
+    Console().print(table)  # failed plugins were already reported on stderr by main()
 
 
 @cli.command()

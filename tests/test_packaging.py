@@ -1,0 +1,43 @@
+"""Packaging: every package directory is installed, and the example third-party plugin works."""
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_package_directory_is_listed_in_pyproject():
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    mapping = {v: k for k, v in cfg["package-dir"].items()}
+    found = set()
+    for top, name in mapping.items():
+        for init in (REPO / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / top).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed, f"missing from pyproject: {found - listed}; stale: {listed - found}"
+
+
+def test_builtin_entry_points_resolve_to_modules():
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for name, target in cfg["project"]["entry-points"]["pxp"].items():
+        rel = target.replace("pxp.plugins.", "plugins.").replace(".", "/") + ".py"
+        assert (REPO / rel).exists(), f"entry point {name} → {target}: no file {rel}"
+
+
+def test_example_plugin_installs_and_is_listed(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO / "examples" / "pxp-cnn-backbone")], check=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", "from pxp.core.cli import main; main()", "list-plugins", "--json"],
+                         capture_output=True, text=True, env=env, check=True)
+    comp = next(c for c in json.loads(out.stdout)["components"] if c["name"] == "small_cnn")
+    assert (comp["kind"], comp["distribution"], comp["version"]) == ("backbone", "pxp-cnn-backbone", "0.1.0")
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(REPO / "examples" / "pxp-cnn-backbone" / "tests")],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
