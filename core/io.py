@@ -11,11 +11,14 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path | str, suffix: str = ""):
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed over ``path``."""
+def atomic_path(path: Path | str, suffix: str | None = None):
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed over ``path``.
+
+    The temporary name keeps the extension, so libraries that pick a format by it still work.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + (suffix or path.suffix), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
