@@ -140,9 +140,20 @@ def eval_(run_dir, sets, workers):
 
 
 def _add_plugin_commands() -> None:
+    """Let plugins add commands; one that fails is reported like a plugin that fails to import."""
+    from .plugins import PluginFailure, _env_flag, _last_line
+
     reg = get_registry()
+    for impl in reg.manager.hook.pxp_register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            if _env_flag("PXP_STRICT_PLUGINS"):
+                raise PxpError(f"plugin '{impl.plugin_name}' failed to add its commands: {_last_line(exc)}") from exc
+            info = next((p for p in reg.plugins if p.name == impl.plugin_name), None)
+            reg.failures.append(PluginFailure(impl.plugin_name, getattr(info, "distribution", "?"),
+                                              getattr(info, "version", "?"), _last_line(exc)))
     report_failures(reg)
-    reg.manager.hook.pxp_register_commands(cli=cli)
 
 
 def main() -> None:
