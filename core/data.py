@@ -1,0 +1,482 @@
+"""Demonstration datasets: the HDF5 format (docs/datasets.md), its writer, its checks, and the loaders.
+
+- :class:`DemoWriter` appends episodes to ``<path>.partial`` (one flush per episode) and renames
+  it to ``<path>`` only when every planned episode is in: a file at the final path is complete.
+  Reopening a ``.partial`` resumes: episodes already in it are skipped (keyed by episode index),
+  a half-written last episode is dropped.
+- :func:`open_dataset` checks a file before anything reads it: truncated, corrupt, unfinished or
+  foreign files raise :class:`DatasetError` with a message that says what to do.
+- :class:`DemoDataset` yields the training batch of docs/architecture.md; images go through
+  :func:`normalize_image`, the same function policies use at inference.
+
+Only numpy and h5py are imported at module level; torch is imported when a sample is made.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from .camera import Camera
+from .errors import PxpError
+
+FORMAT = "pxp-demos"
+FORMAT_VERSION = 1
+IMAGE_KEY = "agentview_rgb"
+# datasets every demo must have: name → (trailing shape, dtype kind); T is the leading dimension
+REQUIRED_OBS = {IMAGE_KEY: (None, "u"), "eef_pos": ((3,), "f"), "gripper": ((), "f"), "eef_pixel": ((2,), "f")}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = ["DatasetError", "DemoWriter", "DemoFile", "DemoDataset", "open_dataset", "normalize_image",
+           "height_bin_index", "height_bin_centers", "select_demos", "partial_path", "FORMAT", "FORMAT_VERSION"]
+
+
+class DatasetError(PxpError):
+    """A dataset file that must not be used (missing, unfinished, truncated, corrupt, wrong format)."""
+
+
+def partial_path(path: Path | str) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+class DemoWriter:
+    """Append episodes to ``<path>.partial``; :meth:`finish` marks it complete and renames it.
+
+    ``attrs`` become file attributes (generator name, configs as JSON, ...); ``config_hash``
+    identifies what is being generated: resuming a partial file made for another hash is refused.
+    Use as a context manager; leaving it without :meth:`finish` keeps the partial file for a rerun.
+    """
+
+    def __init__(self, path: Path | str, *, config_hash: str, attrs: dict | None = None,
+                 compression: str | None = "gzip", compression_level: int = 4, log=print):
+        self.path, self.partial = Path(path), partial_path(path)
+        self.config_hash, self.log = config_hash, log
+        self._compression = (compression, compression_level if compression == "gzip" else None)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self._open(dict(attrs or {}))
+        self.data = self.file.require_group("data")
+        self.failed = self.file.require_group("failed")
+        self._drop_unfinished()
+
+    def __enter__(self) -> "DemoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None and self.file.id.valid:
+            self.file.close()
+
+    def _open(self, attrs: dict) -> h5py.File:
+        if self.partial.exists():
+            try:
+                f = h5py.File(self.partial, "a")
+            except OSError as exc:  # killed while HDF5 metadata was being written: nothing to save
+                aside = self.partial.with_name(f"{self.partial.name}.corrupt-{int(time.time())}")
+                os.replace(self.partial, aside)
+                self.log(f"could not reopen {self.partial.name} ({exc}); moved it to {aside.name}, starting over")
+            else:
+                self._check_resumable(f)
+                return f
+        f = h5py.File(self.partial, "w")
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": False,
+                        "config_hash": self.config_hash, "created": time.time(), **_attr_values(attrs)})
+        return f
+
+    def _check_resumable(self, f: h5py.File) -> None:
+        found = f.attrs.get("config_hash")
+        if f.attrs.get("format") != FORMAT or found != self.config_hash:
+            f.close()
+            raise DatasetError(f"{self.partial} was started for another configuration (hash {found}, now "
+                               f"{self.config_hash}); delete it to generate this one")
+
+    def _drop_unfinished(self) -> None:
+        # A demo's "complete" attribute is written after its arrays: a group without it was cut short.
+        for group in (self.data, self.failed):
+            for name in [n for n in group if not group[n].attrs.get("complete", False)]:
+                self.log(f"dropping unfinished {group.name}/{name} from {self.partial.name}")
+                del group[name]
+        self.file.flush()
+
+    def done(self) -> set[int]:
+        """Episode indices already written (successful or failed)."""
+        return {int(g.attrs["episode"]) for grp in (self.data, self.failed) for g in grp.values()}
+
+    def write(self, index: int, episode: dict, attrs: dict, success: bool) -> None:
+        """Store episode ``index``: arrays under ``data/demo_<index>`` if ``success``, else only its
+        attributes under ``failed/episode_<index>`` (counted, never trained on)."""
+        name = f"demo_{index}" if success else f"episode_{index}"
+        parent = self.data if success else self.failed
+        if name in parent:
+            raise DatasetError(f"episode {index} is already in {self.partial}")
+        g = parent.create_group(name)
+        if success:
+            self._write_arrays(g, episode)
+        g.attrs.update(_attr_values({**attrs, "episode": int(index), "num_samples": _length(episode)}))
+        g.attrs["complete"] = True
+        self.file.flush()
+
+    def _write_arrays(self, g: h5py.Group, ep: dict) -> None:
+        comp, level = self._compression
+        obs = ep["obs"]
+        T = _length(ep)
+        for key, arr in obs.items():
+            arr = np.asarray(arr)
+            if len(arr) != T:
+                raise ValueError(f"obs/{key} has {len(arr)} steps, expected {T}")
+            image = arr.dtype == np.uint8 and arr.ndim == 4
+            g.create_dataset(f"obs/{key}", data=arr if image else arr.astype(np.float64),
+                             chunks=(1, *arr.shape[1:]) if image else None,  # one frame a chunk: random access
+                             compression=comp if image else None, compression_opts=level if image else None,
+                             fletcher32=True)  # checksums: a corrupt chunk fails loudly on read
+        g.create_dataset("actions", data=np.asarray(ep["actions"], np.float64), fletcher32=True)
+        cam: Camera = ep["camera"]
+        g.create_dataset("camera/K", data=np.asarray(cam.K, np.float64))
+        g.create_dataset("camera/extrinsics", data=np.asarray(cam.extrinsics, np.float64))
+        g["camera"].attrs.update({"width": cam.width, "height": cam.height})
+
+    def finish(self, extra_attrs: dict | None = None) -> Path:
+        """Mark the file complete, close it and rename it to the final path."""
+        counts = {"n_demos": len(self.data), "n_failed": len(self.failed),
+                  "n_episodes": len(self.data) + len(self.failed),
+                  "n_frames": int(sum(g.attrs["num_samples"] for g in self.data.values()))}
+        self.file.attrs.update(_attr_values({**counts, **(extra_attrs or {}), "finished": time.time()}))
+        self.file.attrs["complete"] = True
+        self.file.close()
+        with open(self.partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.partial, self.path)
+        return self.path
+
+
+def _length(ep: dict) -> int:
+    return len(ep["obs"]["eef_pos"])
+
+
+def _attr_values(attrs: dict) -> dict:
+    """HDF5 attributes hold scalars, strings and arrays: dicts and None become JSON strings."""
+    out = {}
+    for k, v in attrs.items():
+        if isinstance(v, (dict, list, tuple)) and not _numeric(v):
+            v = json.dumps(v, default=_json_default)
+        elif v is None:
+            v = "null"
+        elif hasattr(v, "model_dump_json"):
+            v = v.model_dump_json()
+        out[k] = v
+    return out
+
+
+def _numeric(v) -> bool:
+    try:
+        return np.asarray(v).dtype.kind in "biuf"
+    except (ValueError, TypeError):
+        return False
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    return str(o)
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening and checking
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DemoInfo:
+    name: str  # "demo_<episode>"
+    episode: int
+    length: int
+    attrs: dict
+
+
+class DemoFile:
+    """A checked, read-only dataset file. Demos are ordered by episode index."""
+
+    def __init__(self, path: Path | str, verify: bool = False):
+        self.path = Path(path)
+        self.file = _open_checked(self.path)
+        try:
+            self.attrs = {k: _attr(v) for k, v in self.file.attrs.items()}
+            self.demos = _check_demos(self.path, self.file)
+            self.failed = [{k: _attr(v) for k, v in g.attrs.items()} for g in self.file["failed"].values()]
+            if verify:
+                self.verify()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def __enter__(self) -> "DemoFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+    def __len__(self) -> int:
+        return len(self.demos)
+
+    def config(self, key: str) -> Any:
+        """A JSON attribute such as ``generator_config`` or ``scene_config``, parsed."""
+        return json.loads(self.attrs[key])
+
+    def camera(self, i: int) -> Camera:
+        g = self.file["data"][self.demos[i].name]["camera"]
+        return Camera(g["K"][()], g["extrinsics"][()], int(g.attrs["width"]), int(g.attrs["height"]))
+
+    def read(self, i: int, key: str, index=()) -> np.ndarray:
+        """``data/<demo i>/<key>`` (e.g. ``obs/eef_pos``, ``actions``); a corrupt chunk → DatasetError."""
+        try:
+            return self.file["data"][self.demos[i].name][key][index]
+        except OSError as exc:  # fletcher32 / gzip failure
+            raise DatasetError(f"{self.path}: {self.demos[i].name}/{key} is corrupt ({exc}); regenerate the dataset") from exc
+
+    def verify(self) -> None:
+        """Read every array once so that checksums are checked (slow for big image sets)."""
+        for i, demo in enumerate(self.demos):
+            self.file["data"][demo.name].visit(lambda k, i=i, demo=demo: self._touch(i, demo, k))
+
+    def _touch(self, i, demo, key) -> None:
+        if isinstance(self.file["data"][demo.name][key], h5py.Dataset):
+            self.read(i, key)
+
+
+def open_dataset(path: Path | str, verify: bool = False) -> DemoFile:
+    """Open and check a dataset; raises :class:`DatasetError` for anything that must not be trained on."""
+    return DemoFile(path, verify=verify)
+
+
+def _open_checked(path: Path) -> h5py.File:
+    if not path.exists():
+        if partial_path(path).exists():
+            raise DatasetError(f"{path} is not finished ({partial_path(path).name} exists): rerun generation to resume it")
+        raise DatasetError(f"no dataset at {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:  # HDF5 notices a truncated file (stored EOF beyond the real end) here
+        raise DatasetError(f"{path} is truncated or corrupt and cannot be read ({_first_line(exc)}); regenerate it") from exc
+    problem = _file_problem(f)
+    if problem:
+        f.close()
+        raise DatasetError(f"{path}: {problem}")
+    return f
+
+
+def _file_problem(f: h5py.File) -> str | None:
+    if f.attrs.get("format") != FORMAT:
+        return f"not a pxp demo dataset (format attribute {f.attrs.get('format')!r}, expected {FORMAT!r})"
+    if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
+        return f"format version {f.attrs['format_version']} is newer than this pxp reads ({FORMAT_VERSION}); upgrade pxp"
+    if not bool(f.attrs.get("complete", False)):
+        return "generation did not finish (complete flag not set); regenerate it"
+    if "data" not in f or "failed" not in f:
+        return "missing the data/ or failed/ group"
+    return None
+
+
+def _check_demos(path: Path, f: h5py.File) -> list[DemoInfo]:
+    demos = []
+    for name, g in f["data"].items():
+        problem = _demo_problem(g)
+        if problem:
+            raise DatasetError(f"{path}: data/{name} {problem}; regenerate the dataset")
+        demos.append(DemoInfo(name, int(g.attrs["episode"]), int(g.attrs["num_samples"]),
+                              {k: _attr(v) for k, v in g.attrs.items()}))
+    expected = f.attrs.get("n_demos")
+    if expected is not None and int(expected) != len(demos):
+        raise DatasetError(f"{path}: has {len(demos)} demos but its header says {int(expected)}; regenerate it")
+    return sorted(demos, key=lambda d: d.episode)
+
+
+def _demo_problem(g: h5py.Group) -> str | None:
+    if not g.attrs.get("complete", False) or "num_samples" not in g.attrs:
+        return "was not completely written"
+    T = int(g.attrs["num_samples"])
+    if T < 1:
+        return "is empty"
+    for key, (trailing, kind) in REQUIRED_OBS.items():
+        ds = g.get(f"obs/{key}")
+        if ds is None:
+            return f"has no obs/{key}"
+        if ds.shape[0] != T or ds.dtype.kind != kind or (trailing is not None and ds.shape[1:] != trailing):
+            return f"obs/{key} has shape {ds.shape} {ds.dtype}, expected ({T}, ...)"
+    img = g[f"obs/{IMAGE_KEY}"]
+    if img.ndim != 4 or img.shape[-1] != 3:
+        return f"obs/{IMAGE_KEY} has shape {img.shape}, expected (T, H, W, 3)"
+    if "actions" not in g or g["actions"].shape != (T, 4):
+        return f"actions missing or not ({T}, 4)"
+    if "camera/K" not in g or g["camera/K"].shape != (3, 3) or g["camera/extrinsics"].shape != (4, 4):
+        return "has no valid camera/K and camera/extrinsics"
+    return None
+
+
+def _attr(v):
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers for training and inference
+# ---------------------------------------------------------------------------------------------
+def normalize_image(image):
+    """uint8 RGB ``(H, W, 3)`` or ``(B, H, W, 3)`` (numpy or torch, any device) → float32 torch
+    ``(3, H, W)`` / ``(B, 3, H, W)`` normalised with the ImageNet mean and std.
+
+    Training and inference both call this, so a model never sees differently scaled pixels.
+    Float input is refused: it has usually been normalised once already.
+    """
+    import torch
+
+    x = torch.as_tensor(image) if not isinstance(image, torch.Tensor) else image
+    if x.dtype != torch.uint8:
+        raise TypeError(f"normalize_image expects uint8 RGB images, got {x.dtype}")
+    if x.ndim not in (3, 4) or x.shape[-1] != 3:
+        raise ValueError(f"normalize_image expects (H, W, 3) or (B, H, W, 3), got {tuple(x.shape)}")
+    x = x.movedim(-1, -3).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def height_bin_index(z, n_bins: int, z_range: tuple[float, float]) -> np.ndarray:
+    """Index of the height bin holding ``z``: ``n_bins`` equal bins over ``[z_min, z_max]``;
+    heights outside the range go to the first / last bin."""
+    z0, z1 = float(z_range[0]), float(z_range[1])
+    if n_bins < 1 or not z1 > z0:
+        raise ValueError(f"need n_bins >= 1 and z_max > z_min, got {n_bins}, {z_range}")
+    idx = np.floor((np.asarray(z, dtype=np.float64) - z0) / (z1 - z0) * n_bins)
+    return np.clip(idx, 0, n_bins - 1).astype(np.int64)
+
+
+def height_bin_centers(n_bins: int, z_range: tuple[float, float]) -> np.ndarray:
+    """The height each bin stands for (its centre); inverse of :func:`height_bin_index` up to binning."""
+    z0, z1 = float(z_range[0]), float(z_range[1])
+    return z0 + (np.arange(n_bins) + 0.5) * (z1 - z0) / n_bins
+
+
+def select_demos(n_demos: int, count: int | None, seed: int = 0) -> np.ndarray:
+    """``count`` of ``n_demos`` demos chosen by ``seed`` (sorted indices); ``None`` → all.
+
+    The choice is a prefix of one seeded permutation, so for a seed the 3-demo subset contains
+    the 1-demo subset, the 5-demo subset the 3-demo one, and so on: a data-efficiency sweep
+    adds demos instead of drawing unrelated sets.
+    """
+    if count is None:
+        return np.arange(n_demos)
+    if not 1 <= count <= n_demos:
+        raise DatasetError(f"asked for {count} demos but the dataset has {n_demos} successful ones")
+    return np.sort(np.random.default_rng(seed).permutation(n_demos)[:count])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loader
+# ---------------------------------------------------------------------------------------------
+class DemoDataset:
+    """Map-style dataset (use with ``torch.utils.data.DataLoader``) of every frame t of the chosen demos.
+
+    A sample is the batch entry of docs/architecture.md: ``image`` at t; ``eef_pos``, ``eef_pixel``,
+    ``gripper`` at t; ``target_pos`` / ``target_pixel`` / ``target_gripper`` at t+s, …, t+T·s (clamped
+    to the demo's last frame), plus ``target_height_bin`` (T,) when ``height_bins=(n, z_min, z_max)``.
+    ``target_gripper`` is the expert's gripper command (``actions[:, 3]``) at those frames, 0 or 1.
+
+    ``count``/``seed`` pick a demo subset with :func:`select_demos`; ``demos`` picks explicit
+    positions in the (episode-ordered) list of successful demos instead.
+    Low-dimensional arrays are loaded at once; images are read per sample, or all at once when
+    ``preload`` (default: when they fit in ``preload_limit_gb``).
+    """
+
+    def __init__(self, path: Path | str, horizon: int, stride: int = 1, *, count: int | None = None, seed: int = 0,
+                 demos: Sequence[int] | None = None, height_bins: tuple[int, float, float] | None = None,
+                 preload: bool | None = None, preload_limit_gb: float = 2.0):
+        if horizon < 1 or stride < 1:
+            raise ValueError(f"horizon and stride must be >= 1, got {horizon}, {stride}")
+        self.path, self.horizon, self.stride, self.height_bins = Path(path), int(horizon), int(stride), height_bins
+        with open_dataset(self.path) as f:
+            self.attrs, self.n_failed = f.attrs, len(f.failed)
+            chosen = select_demos(len(f), count, seed) if demos is None else np.asarray(demos, dtype=np.int64)
+            self.demos = [f.demos[i] for i in chosen]
+            self._low = [self._load_low(f, int(i)) for i in chosen]
+            n_bytes = sum(int(np.prod(f.file["data"][d.name][f"obs/{IMAGE_KEY}"].shape)) for d in self.demos)
+            preload = n_bytes < preload_limit_gb * 2**30 if preload is None else preload
+            self._images = [f.read(int(i), f"obs/{IMAGE_KEY}") for i in chosen] if preload else None
+        lengths = np.array([d.length for d in self.demos], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(lengths)])
+        self._file, self._pid = None, None
+
+    @staticmethod
+    def _load_low(f: DemoFile, i: int) -> dict:
+        cam = f.camera(i)
+        return {"eef_pos": f.read(i, "obs/eef_pos").astype(np.float32),
+                "eef_pixel": f.read(i, "obs/eef_pixel").astype(np.float32),
+                "gripper": f.read(i, "obs/gripper").astype(np.float32),
+                "grip_cmd": (f.read(i, "actions")[:, 3] > 0.5).astype(np.float32),
+                "K": cam.K.astype(np.float32), "extrinsics": cam.extrinsics.astype(np.float32)}
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Sample index → (position in ``self.demos``, frame t)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        d = int(np.searchsorted(self._starts, index, side="right") - 1)
+        return d, int(index - self._starts[d])
+
+    def future_frames(self, d: int, t: int) -> np.ndarray:
+        last = self.demos[d].length - 1
+        return np.minimum(t + self.stride * np.arange(1, self.horizon + 1), last)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        d, t = self.locate(index)
+        low, fut = self._low[d], self.future_frames(d, t)
+        sample = {"image": normalize_image(self._image(d, t)),
+                  "eef_pos": low["eef_pos"][t], "eef_pixel": low["eef_pixel"][t], "gripper": low["gripper"][t],
+                  "target_pos": low["eef_pos"][fut], "target_pixel": low["eef_pixel"][fut],
+                  "target_gripper": low["grip_cmd"][fut], "K": low["K"], "extrinsics": low["extrinsics"]}
+        if self.height_bins is not None:
+            n, z0, z1 = self.height_bins
+            sample["target_height_bin"] = height_bin_index(low["eef_pos"][fut, 2], int(n), (z0, z1))
+        return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in sample.items()}
+
+    def _image(self, d: int, t: int) -> np.ndarray:
+        if self._images is not None:
+            return self._images[d][t]
+        # h5py handles do not survive fork: each DataLoader worker opens its own.
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        try:
+            return self._file["data"][self.demos[d].name][f"obs/{IMAGE_KEY}"][t]
+        except OSError as exc:
+            raise DatasetError(f"{self.path}: {self.demos[d].name} image {t} is corrupt ({exc}); regenerate it") from exc
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"], state["_pid"] = None, None  # spawn-started DataLoader workers reopen the file
+        return state

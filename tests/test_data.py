@@ -1,0 +1,195 @@
+"""The HDF5 demo format on real files: writer, resume, checks on open, loader, shared helpers.
+
+(tests/test_datasets.py makes real datasets with the simulator; these tests use synthetic episodes
+so that each failure mode can be produced exactly.)
+"""
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pxp.core.camera import Camera
+from pxp.core.data import (DatasetError, DemoDataset, DemoWriter, height_bin_centers, height_bin_index,
+                           normalize_image, open_dataset, partial_path, select_demos)
+
+CAM = Camera.from_fovy(45.0, 16, 12, position=[0.66, 0.0, 1.61],
+                       rotation_world_from_mjcam=[[0, -0.628, 0.778], [1, 0, 0], [0, 0.778, 0.628]])
+
+
+def episode(i, T=7):
+    rng = np.random.default_rng(i)
+    eef = np.stack([np.linspace(-0.2, 0.0, T), np.full(T, 0.1 * i), np.linspace(1.17, 0.93, T)], axis=1)
+    grip = (np.arange(T) >= T // 2).astype(float)
+    return {"obs": {"agentview_rgb": rng.integers(0, 256, (T, 12, 16, 3), dtype=np.uint8),
+                    "eef_pos": eef, "eef_pixel": CAM.project(eef), "gripper": grip * 0.9},
+            "actions": np.concatenate([eef, grip[:, None]], axis=1), "camera": CAM}
+
+
+def write(path, episodes, fail=(), finish=True, config_hash="h1"):
+    with DemoWriter(path, config_hash=config_hash, attrs={"generator": "test", "generator_config": {"rows": 2}},
+                    log=lambda m: None) as w:
+        for i in episodes:
+            if i in w.done():
+                continue
+            w.write(i, episode(i), {"cell": i, "offset": (0.1, -0.2), "outcome": "MISS" if i in fail else "PLACE",
+                                    "objects": {"bowl": [0.0, 0.2, 0.9]}}, success=i not in fail)
+        if finish:
+            w.finish()
+
+
+def test_roundtrip_layout_and_attrs(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(4), fail={2})
+    assert path.exists() and not partial_path(path).exists()
+    with open_dataset(path, verify=True) as f:
+        assert [d.episode for d in f.demos] == [0, 1, 3]  # the failed episode is kept out...
+        assert len(f.failed) == 1 and f.failed[0]["outcome"] == "MISS"  # ...but counted
+        assert f.attrs["n_demos"] == 3 and f.attrs["n_failed"] == 1 and f.attrs["n_episodes"] == 4
+        assert f.config("generator_config") == {"rows": 2} and f.attrs["complete"]
+        d = f.demos[2]
+        assert d.attrs["cell"] == 3 and np.allclose(d.attrs["offset"], [0.1, -0.2]) and d.attrs["outcome"] == "PLACE"
+        assert d.length == 7
+        img = f.read(2, "obs/agentview_rgb")
+        assert img.dtype == np.uint8 and img.shape == (7, 12, 16, 3)
+        assert np.array_equal(img, episode(3)["obs"]["agentview_rgb"])
+        cam = f.camera(2)
+        assert np.allclose(cam.project(f.read(2, "obs/eef_pos")), f.read(2, "obs/eef_pixel"))
+    with h5py.File(path) as h:  # robomimic-like paths, chunked + compressed images
+        ds = h["data/demo_3/obs/agentview_rgb"]
+        assert ds.chunks == (1, 12, 16, 3) and ds.compression == "gzip"
+        assert h["data/demo_3/actions"].shape == (7, 4) and h["data/demo_3/camera/K"].shape == (3, 3)
+
+
+def test_resume_writes_every_episode_once(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(3), finish=False)  # a run stopped after 3 episodes
+    with pytest.raises(DatasetError, match="not finished"):
+        open_dataset(path)
+    write(path, range(6))  # the rerun
+    with open_dataset(path) as f:
+        assert [d.episode for d in f.demos] == list(range(6))
+
+
+def test_half_written_episode_is_dropped_on_resume(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(2), finish=False)
+    with h5py.File(partial_path(path), "a") as h:  # a kill in the middle of episode 2's arrays
+        h.create_group("data/demo_2/obs").create_dataset("eef_pos", data=np.zeros((3, 3)))
+    write(path, range(4))
+    with open_dataset(path) as f:
+        assert [d.episode for d in f.demos] == [0, 1, 2, 3] and f.demos[2].length == 7
+
+
+def test_resume_refuses_another_config(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(1), finish=False)
+    with pytest.raises(DatasetError, match="another configuration"):
+        write(path, range(2), config_hash="h2")
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(3))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="truncated or corrupt"):
+        open_dataset(path)
+    with pytest.raises(DatasetError):
+        DemoDataset(path, horizon=2)
+
+
+def test_corrupt_image_chunk_is_a_clear_error(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(1))
+    with h5py.File(path) as h:
+        offset = h["data/demo_0/obs/agentview_rgb"].id.get_chunk_info(3).byte_offset
+    raw = bytearray(path.read_bytes())
+    raw[offset + 10: offset + 30] = bytes(20)  # flip bytes inside one compressed frame
+    path.write_bytes(bytes(raw))
+    with open_dataset(path) as f:  # the header is fine...
+        f.read(0, "obs/agentview_rgb", 0)
+        with pytest.raises(DatasetError, match="corrupt"):  # ...the checksum catches the bad frame
+            f.read(0, "obs/agentview_rgb", 3)
+    with pytest.raises(DatasetError, match="corrupt"):
+        open_dataset(path, verify=True)
+
+
+def test_unfinished_and_foreign_files(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(2))
+    with h5py.File(path, "a") as h:
+        h.attrs["complete"] = False
+    with pytest.raises(DatasetError, match="did not finish"):
+        open_dataset(path)
+    with h5py.File(tmp_path / "other.hdf5", "w") as h:
+        h.create_group("data")
+    with pytest.raises(DatasetError, match="not a pxp demo dataset"):
+        open_dataset(tmp_path / "other.hdf5")
+    with pytest.raises(DatasetError, match="no dataset"):
+        open_dataset(tmp_path / "missing.hdf5")
+    write(path := tmp_path / "e.hdf5", range(2))
+    with h5py.File(path, "a") as h:
+        del h["data/demo_1/obs/gripper"]
+    with pytest.raises(DatasetError, match="demo_1 has no obs/gripper"):
+        open_dataset(path)
+
+
+def test_loader_batch_contract(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(3))
+    for preload in (True, False):
+        ds = DemoDataset(path, horizon=3, stride=2, height_bins=(8, 0.9, 1.2), preload=preload)
+        assert len(ds) == 21
+        d, t = ds.locate(7 + 4)  # demo 1, frame 4 of 7
+        assert (d, t) == (1, 4)
+        s = ds[11]
+        ref = episode(1)
+        assert s["image"].shape == (3, 12, 16) and s["image"].dtype == torch.float32
+        assert torch.allclose(s["image"], normalize_image(ref["obs"]["agentview_rgb"][4]))
+        fut = [6, 6, 6]  # t+2, t+4, t+6 clamped to the last frame (6)
+        assert np.allclose(s["target_pos"].numpy(), ref["obs"]["eef_pos"][fut])
+        assert np.allclose(s["target_pixel"].numpy(), ref["obs"]["eef_pixel"][fut], atol=1e-4)
+        assert s["target_gripper"].tolist() == [1.0, 1.0, 1.0] and s["gripper"].item() == pytest.approx(0.9)
+        assert s["target_height_bin"].dtype == torch.int64
+        assert s["target_height_bin"].tolist() == list(height_bin_index(ref["obs"]["eef_pos"][fut, 2], 8, (0.9, 1.2)))
+        assert s["K"].shape == (3, 3) and s["extrinsics"].shape == (4, 4)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)))
+    shapes = {k: tuple(v.shape) for k, v in batch.items()}
+    assert shapes == {"image": (4, 3, 12, 16), "eef_pos": (4, 3), "eef_pixel": (4, 2), "gripper": (4,),
+                      "target_pos": (4, 3, 3), "target_pixel": (4, 3, 2), "target_gripper": (4, 3),
+                      "target_height_bin": (4, 3), "K": (4, 3, 3), "extrinsics": (4, 4, 4)}
+
+
+def test_demo_subsets(tmp_path):
+    assert np.array_equal(select_demos(50, 5, seed=3), select_demos(50, 5, seed=3))
+    assert not np.array_equal(select_demos(50, 5, seed=3), select_demos(50, 5, seed=4))
+    small, big = set(select_demos(50, 3, 1)), set(select_demos(50, 10, 1))
+    assert small < big  # sweeps add demos
+    assert len(select_demos(50, None)) == 50
+    with pytest.raises(DatasetError):
+        select_demos(3, 5)
+    path = tmp_path / "d.hdf5"
+    write(path, range(5))
+    a = DemoDataset(path, horizon=1, count=2, seed=7)
+    b = DemoDataset(path, horizon=1, count=2, seed=7)
+    assert [d.episode for d in a.demos] == [d.episode for d in b.demos] and len(a) == 14
+
+
+def test_normalize_image():
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[..., 0] = 255
+    x = normalize_image(img)
+    assert x.shape == (3, 4, 5)
+    assert torch.allclose(x[0], torch.full((4, 5), (1 - 0.485) / 0.229))
+    assert torch.allclose(x[1], torch.full((4, 5), -0.456 / 0.224))
+    assert normalize_image(np.stack([img, img])).shape == (2, 3, 4, 5)
+    with pytest.raises(TypeError):
+        normalize_image(x.numpy())  # already float: probably normalised twice
+
+
+def test_height_bins():
+    assert height_bin_index([0.9, 0.949, 0.951, 1.19, 1.2, 2.0, 0.0], 6, (0.9, 1.2)).tolist() == [0, 0, 1, 5, 5, 5, 0]
+    c = height_bin_centers(6, (0.9, 1.2))
+    assert np.allclose(c[[0, -1]], [0.925, 1.175]) and height_bin_index(c, 6, (0.9, 1.2)).tolist() == list(range(6))
+    with pytest.raises(ValueError):
+        height_bin_index(1.0, 0, (0.9, 1.2))
