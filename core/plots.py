@@ -1,0 +1,130 @@
+"""Matplotlib figures for reports (Agg backend; every function writes one PNG and returns its path)."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+COLOURS = {"PLACE": "#2ca02c", "GRASP": "#f0b400", "MISS": "#d62728", "ERROR": "#7f7f7f"}
+SCORE = {"PLACE": 1.0, "GRASP": 0.5, "MISS": 0.0}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    from . import io
+
+    path = Path(path)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _plt().close(fig)
+    return path
+
+
+def _workspace_axes(ax, extent=None):
+    # Looking down from above with the robot at the bottom: world +x (away from the robot) is up,
+    # world +y (the robot's left) is to the left.
+    ax.set_xlabel("dy (m)  ← robot's left")
+    ax.set_ylabel("dx (m)  ↑ away from robot")
+    ax.invert_xaxis()
+    if extent:
+        (x0, x1), (y0, y1) = extent
+        ax.set_xlim(y1 + 0.03, y0 - 0.03)
+        ax.set_ylim(x0 - 0.03, x1 + 0.03)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+
+
+def position_map(train_offsets, test_offsets, path, title="", extent=None) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    tr, te = np.asarray(train_offsets).reshape(-1, 2), np.asarray(test_offsets).reshape(-1, 2)
+    if len(tr):
+        ax.scatter(tr[:, 1], tr[:, 0], c="#2ca02c", s=22, label=f"train ({len(tr)})")
+    if len(te):
+        ax.scatter(te[:, 1], te[:, 0], c="#1f77b4", s=40, marker="s", label=f"test ({len(te)})")
+    _workspace_axes(ax, extent)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title or "train (green) and test (blue) positions", fontsize=9)
+    return _save(fig, path)
+
+
+def outcome_grid(episodes, path, title="", extent=None) -> Path:
+    """One marker per test position, coloured by its most common outcome, labelled places/episodes."""
+    plt = _plt()
+    by_pos = defaultdict(list)
+    for e in episodes:
+        if e.get("offset") is not None:
+            by_pos[tuple(np.round(e["offset"], 4))].append(e.get("outcome") or "ERROR")
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for (dx, dy), outs in by_pos.items():
+        best = max(Counter(outs).items(), key=lambda kv: (kv[1], SCORE.get(kv[0], -1)))[0]
+        ax.scatter([dy], [dx], c=COLOURS[best], s=160, marker="s", edgecolors="k", linewidths=0.5)
+        ax.annotate(f"{outs.count('PLACE')}/{len(outs)}", (dy, dx), ha="center", va="center", fontsize=6)
+    _workspace_axes(ax, extent)
+    ax.set_title(title or "outcomes per position", fontsize=9)
+    return _save(fig, path)
+
+
+def viewpoint_polar(episodes, path, title="", theta_max=25.0) -> Path:
+    """θ as the radius, φ as the angle; colour = success rate at that viewpoint; the train view is θ = 0."""
+    plt = _plt()
+    by_view = defaultdict(list)
+    for e in episodes:
+        if e.get("view") is not None:
+            by_view[tuple(np.round(e["view"], 3))].append(SCORE.get(e.get("outcome"), 0.0) == 1.0)
+    fig = plt.figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot(projection="polar")
+    if by_view:
+        th, ph = np.array(list(by_view)).T
+        rate = np.array([np.mean(v) for v in by_view.values()])
+        sc = ax.scatter(np.deg2rad(ph), th, c=rate, cmap="RdYlGn", vmin=0, vmax=1, s=60, edgecolors="k", linewidths=0.4)
+        fig.colorbar(sc, ax=ax, shrink=0.7, label="success")
+    ax.scatter([0], [0], c="#2ca02c", s=90, marker="*", label="train view")
+    ax.set_ylim(0, theta_max * 1.05)
+    ax.set_title(title or "success per viewpoint (radius θ°, angle φ)", fontsize=9)
+    return _save(fig, path)
+
+
+def rate_curves(series: dict, path, xlabel: str, title="", ylabel="success rate") -> Path:
+    """``series``: name → list of (x, rate, lo, hi); drawn with their 95% intervals."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, pts in series.items():
+        if not pts:
+            continue
+        x, r, lo, hi = (np.array(v, dtype=float) for v in zip(*sorted(pts)))
+        ax.plot(x, r, marker="o", label=name)
+        ax.fill_between(x, lo, hi, alpha=0.15)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def training_curves(metrics: dict, path) -> Path:
+    """``metrics``: policy → metrics.jsonl records; plots the training loss (log scale) per policy."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, rows in metrics.items():
+        pts = [(r["step"], r["loss"]) for r in rows if "step" in r and isinstance(r.get("loss"), (int, float))]
+        if pts:
+            s, l = zip(*pts)
+            ax.plot(s, l, label=name, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
