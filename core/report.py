@@ -6,7 +6,6 @@ metrics.jsonl), so ``pxp eval`` or a re-run can regenerate it. Every rate carrie
 from __future__ import annotations
 
 import html
-import shutil
 from collections import defaultdict
 from pathlib import Path
 

@@ -1,0 +1,62 @@
+"""The report writer on a synthetic run directory: tables with intervals, plots and HTML assets."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pxp.core import io
+from pxp.core.report import pct, write_report
+from pxp.core.stats import summarize_outcomes
+from pxp.core.video import write_video
+
+
+def policy(head, **kw):
+    return {"backbone": {"type": "tiny_vit"}, "head": {"type": head}, "objective": {"type": "behavior_cloning"},
+            "dataset": "d", "train": {"steps": 10}, **kw}
+
+
+def make_run(tmp_path: Path) -> Path:
+    spec = {"name": "synthetic", "seed": 0, "scene": {"type": "libero_bowl_plate"},
+            "policies": {"para": policy("para_volume"), "act": policy("act_regression")},
+            "evaluations": {"lr": {"type": "position_split"}, "views": {"type": "viewpoint_grid"}}}
+    (tmp_path / "spec.resolved.yaml").write_text(yaml.safe_dump(spec))
+    eps = []
+    for i in range(20):  # PARA places 15/20, ACT 2/20, on the same (offset, seed) pairs
+        off = [round(-0.1 + 0.01 * (i % 5), 3), round(0.05 * (i // 5), 3)]
+        for pol, k in (("para", 15), ("act", 2)):
+            eps.append({"evaluation": "lr", "evaluator": "position_split", "policy": pol, "offset": off, "seed": i,
+                        "outcome": "PLACE" if i < k else ("GRASP" if i % 2 else "MISS"), "error": None})
+    for th in (0.0, 12.5, 25.0):
+        for ph in (0.0, 90.0):
+            for pol in ("para", "act"):
+                eps.append({"evaluation": "views", "evaluator": "viewpoint_grid", "policy": pol, "view": [th, ph],
+                            "seed": 0, "outcome": "PLACE" if th < 20 or pol == "para" else "MISS", "error": None})
+    write_video(tmp_path / "videos" / "lr_para_0.mp4", np.zeros((4, 32, 32, 3), np.uint8), stages="PLACE")
+    eps[0]["video"] = "videos/lr_para_0.mp4"
+    io.write_json(tmp_path / "results.json", {"episodes": eps, "summaries": {}})
+    io.write_json(tmp_path / "manifest.json", {"pxp": "0.1.0", "device": "cpu", "libraries": {"torch": "2.15.0"}})
+    io.write_json(tmp_path / ".stages" / "training.para.json",
+                  {"hash": "x", "status": "done", "result": {"steps": 10, "weights": {"source": "random init"}}})
+    return tmp_path
+
+
+def referenced_assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"#:]+)"', html)
+
+
+def test_report_has_summary_with_intervals_and_assets(tmp_path):
+    run = make_run(tmp_path)
+    write_report(run)
+    md = (run / "report.md").read_text()
+    para = summarize_outcomes(["PLACE"] * 15 + ["MISS"] * 5)["place"]
+    assert pct(para) == "75% [53–89] (n=20)"  # Wilson 95% for 15/20: [0.531, 0.888]
+    row = next(l for l in md.splitlines() if l.startswith("| lr |"))
+    assert "75% [53–89] (n=20)" in row and "10% [3–30] (n=20)" in row and "+65 pts" in row and "p=" in row
+    assert "θ=12.5°" in md and "random init" in md
+    html = (run / "report.html").read_text()
+    assets = referenced_assets(html)
+    assert any(a.endswith(".mp4") for a in assets) and sum(a.endswith(".png") for a in assets) >= 6
+    for a in assets:
+        assert (run / a).is_file(), f"report.html references a missing file: {a}"
