@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ class LiberoScene:
     """See docs/scene.md. The robot moves only through :meth:`servo`."""
 
     def __init__(self, cfg):
-        from libero.libero.envs.env_wrapper import ControlEnv
+        with warnings.catch_warnings():  # robosuite's import-time logger.warn() is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from libero.libero.envs.env_wrapper import ControlEnv
 
         self.cfg = cfg
         self._renderer = None
@@ -285,6 +288,7 @@ class LiberoScene:
             scn = r.scene
             mujoco.mjv_initGeom(scn.geoms[scn.ngeom], mujoco.mjtGeom.mjGEOM_SPHERE, np.array([radius, 0, 0]),
                                 np.asarray(xyz, float), np.eye(3).flatten(), np.asarray(rgba, np.float32))
+            scn.geoms[scn.ngeom].emission = 1.0  # flat colour: easy to find in the image
             scn.ngeom += 1
         img = r.render()
         if mode == "circle":
