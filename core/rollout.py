@@ -1,0 +1,284 @@
+"""The rollout engine: one closed-loop episode of a policy in a scene.
+
+    obs = scene.reset(offset, view, seed)
+    loop: policy.predict(image, state, camera) → (T, 4) targets
+          → scene.servo(target_xyz, gripper, ...) for the first ``replan_every`` targets
+          → stop at PLACE (released) or after ``max_steps`` control steps
+    outcome = scene.outcome()
+
+``scene.servo`` is the ONLY path from a prediction to the robot, and :func:`_execute` is the only
+place in pxp that calls it. The policy never receives the scene: it gets a read-only copy of the
+image, a fresh state dict of copies and a copy of the camera, so it cannot step, teleport or replay
+anything on its own. (An earlier public PARA-vs-ACT experiment had one policy silently fall through
+to open-loop stepping; ``tests/test_rollout.py`` checks that both built-in policies go through here.)
+A malformed prediction raises :class:`PredictionError` instead of being "repaired".
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .camera import Camera
+
+# Thresholds for the diagnostics (not for the outcome: that is the scene's stage detection).
+REACH_DIST = 0.08  # m, grip site ↔ bowl origin; the expert grasps the rim ≈ 6 cm from the origin
+LIFT_HEIGHT = 0.03  # m above the bowl's resting height counts as "lifted"
+PLATE_RADIUS = 0.069  # m, LIBERO's plate_1
+
+FAILURES = ("never reached the bowl", "closed too early", "never closed the gripper", "grasp failed",
+            "dropped", "placed off the plate", "never released")
+
+
+class PredictionError(ValueError):
+    """A policy returned something that is not a (T, 4) array of finite targets."""
+
+
+def rollout(
+    scene,
+    policy,
+    *,
+    offset=(0.0, 0.0),
+    view=None,
+    seed: int = 0,
+    max_steps: int = 600,
+    replan_every: int = 1,
+    steps_per_target: int | None = None,
+    tol: float | None = None,
+    stop_when_placed: bool = True,
+    record_frames: bool = False,
+    frame_every: int = 2,
+    meta: dict | None = None,
+) -> dict:
+    """Run one episode; return the episode dict (see docs/evaluation.md).
+
+    ``replan_every``: how many of the predicted targets to execute before predicting again (1 =
+    re-predict after every target). ``steps_per_target``: the servo's step budget per target
+    (default: the policy's ``target_stride`` attribute if it has one, else 4 — a policy trained on
+    targets s frames apart should reach one in about s control steps). ``max_steps`` bounds the
+    episode's control steps. ``record_frames`` keeps every ``frame_every``-th image in
+    ``episode["frames"]`` (uint8 arrays, for a video; not JSON) and the stage shown on each in
+    ``episode["frame_stages"]``.
+    """
+    if replan_every < 1 or max_steps < 1:
+        raise ValueError("replan_every and max_steps must be >= 1")
+    budget = int(steps_per_target or getattr(policy, "target_stride", None) or 4)
+    t0 = time.perf_counter()
+    obs = scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
+    if hasattr(policy, "reset"):
+        policy.reset()  # per-episode state (e.g. the expert's plan pointer); never sees the scene
+    tracker = _Tracker(obs, record_frames, frame_every)
+    steps, predictions = 0, 0
+    while steps < max_steps:
+        targets = _predict(policy, obs, scene.camera)
+        predictions += 1
+        for target in targets[:replan_every]:
+            steps += _execute(scene, target, min(budget, max_steps - steps), tol, tracker)
+            tracker.update(scene.observe(image=False))
+            if steps >= max_steps:
+                break
+        if stop_when_placed and scene.outcome() == "PLACE":
+            break  # PLACE means resting on the plate and released (the scene checks the bowl is not held)
+        obs = scene.observe()
+    outcome = scene.outcome()
+    tracker.finish(scene.observe(image=False))
+    episode = {
+        **(meta or {}),
+        "offset": [float(x) for x in offset],
+        "view": None if view is None else [float(x) for x in view],
+        "seed": int(seed),
+        "outcome": outcome,
+        "steps": int(steps),
+        "error": None,
+        "diagnostics": {**tracker.diagnostics(outcome), "predictions": predictions,
+                        "seconds": round(time.perf_counter() - t0, 3)},
+    }
+    if record_frames:
+        episode["frames"], episode["frame_stages"] = tracker.frames, tracker.stages
+    return episode
+
+
+# ----------------------------------------------------------------------------- the two halves
+
+def _predict(policy, obs: dict, camera: Camera) -> np.ndarray:
+    """Ask the policy with copies only: whatever it does to them cannot reach the simulator."""
+    image = np.array(obs["image"], dtype=np.uint8, copy=True)
+    image.setflags(write=False)
+    state = {
+        "eef_pos": np.array(obs["eef_pos"], dtype=float),
+        "eef_pixel": np.array(obs["eef_pixel"], dtype=float),
+        "gripper": float(obs["gripper"]),
+    }
+    out = policy.predict(image, state, Camera.from_dict(camera.to_dict()))
+    return _validate(out, policy)
+
+
+def _validate(out: Any, policy) -> np.ndarray:
+    try:
+        arr = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise PredictionError(f"{type(policy).__name__}.predict returned {type(out).__name__}, not an array") from exc
+    if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1:
+        raise PredictionError(f"{type(policy).__name__}.predict returned shape {arr.shape}; expected (T, 4)")
+    if not np.all(np.isfinite(arr)):
+        raise PredictionError(f"{type(policy).__name__}.predict returned non-finite targets")
+    return arr
+
+
+def _execute(scene, target: np.ndarray, max_steps: int, tol, tracker: "_Tracker") -> int:
+    """THE executor call: the only place pxp moves a robot for a policy. Returns control steps used.
+
+    Per-step observations are only requested when a video is recorded: each one renders a frame
+    (40–70 ms on the CPU), which would otherwise dominate the episode's cost.
+    """
+    gripper = float(np.clip(target[3], 0.0, 1.0))
+    tracker.command(gripper)
+    result = scene.servo(np.array(target[:3], dtype=float), gripper, max_steps=max_steps, tol=tol,
+                         on_step=tracker.on_step if tracker.recording else None)
+    # The scene takes at least one step per call; max(1, ...) keeps the loop finite even if one did not.
+    return max(1, int(result.get("steps", 1)) if isinstance(result, dict) else 1)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+class _Tracker:
+    """Bookkeeping between servo calls: distances, lift, grip events, frames for a video."""
+
+    def __init__(self, obs: dict, record_frames: bool, frame_every: int):
+        self.rest_z = float(obs["bowl_pos"][2])
+        self.last = obs
+        self.min_eef_bowl = _dist(obs["eef_pos"], obs["bowl_pos"])
+        self.max_lift = 0.0
+        self.closed = False  # the current gripper command
+        self.close_dist: float | None = None  # eef–bowl distance when the gripper was first commanded closed
+        self.lifted = False
+        self.dropped = False  # the bowl came back down while the gripper was still commanded closed
+        self.final: dict = {}
+        self.recording, self._every, self._n = record_frames, max(1, int(frame_every)), 0
+        self.frames: list[np.ndarray] = [np.array(obs["image"])] if record_frames else []
+        self.stages: list[str] = [obs.get("stage", "MISS")] if record_frames else []  # per-frame badge
+
+    def command(self, gripper: float) -> None:
+        closed = gripper >= 0.5
+        if closed and self.close_dist is None:
+            self.close_dist = _dist(self.last["eef_pos"], self.last["bowl_pos"])  # where it was when told to close
+        self.closed = closed
+
+    def update(self, obs: dict) -> None:
+        self.last = obs
+        self.min_eef_bowl = min(self.min_eef_bowl, _dist(obs["eef_pos"], obs["bowl_pos"]))
+        lift = float(obs["bowl_pos"][2]) - self.rest_z
+        self.max_lift = max(self.max_lift, lift)
+        if lift > LIFT_HEIGHT:
+            self.lifted = True
+        elif self.lifted and lift < LIFT_HEIGHT / 2 and self.closed:
+            self.dropped = True
+
+    def on_step(self, obs: dict) -> None:
+        """servo's per-step callback, passed only while recording a video."""
+        self.update(obs)
+        self._n += 1
+        if self._n % self._every == 0 and obs.get("image") is not None:
+            self.frames.append(np.array(obs["image"]))
+            # The badge follows outcome(): once lifted, GRASP stays until a PLACE.
+            stage = obs.get("stage", "MISS")
+            self.stages.append("GRASP" if stage == "MISS" and self.lifted else stage)
+
+    def finish(self, obs: dict) -> None:
+        self.update(obs)
+        self.final = {"bowl_plate": _dist(obs["bowl_pos"][:2], obs["plate_pos"][:2]),
+                      "lift": float(obs["bowl_pos"][2]) - self.rest_z}
+
+    def diagnostics(self, outcome: str) -> dict:
+        return {
+            "min_eef_bowl_dist": round(self.min_eef_bowl, 4),
+            "max_bowl_lift": round(self.max_lift, 4),
+            "final_bowl_plate_dist": round(self.final.get("bowl_plate", math.nan), 4),
+            "gripper_closed_at_dist": None if self.close_dist is None else round(self.close_dist, 4),
+            "first_failure": self.first_failure(outcome),
+        }
+
+    def first_failure(self, outcome: str) -> str | None:
+        """The earliest stage that went wrong, in task order; None for a PLACE."""
+        if outcome == "PLACE":
+            return None
+        if self.min_eef_bowl > REACH_DIST:
+            return "never reached the bowl"
+        if self.close_dist is None:
+            return "never closed the gripper"
+        if self.close_dist > REACH_DIST:
+            return "closed too early"
+        if not self.lifted:
+            return "grasp failed"
+        if self.dropped:
+            return "dropped"
+        if self.final.get("lift", 0.0) > LIFT_HEIGHT:
+            return "never released"
+        return "placed off the plate"
+
+
+def _dist(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)))
+
+
+# ----------------------------------------------------------------------------- test policies
+
+class HomePolicy:
+    """Always predicts the pose the robot started the episode in, gripper open. Must score MISS."""
+
+    def __init__(self, home=None, horizon: int = 1):
+        self._fixed = None if home is None else np.asarray(home, dtype=float)
+        self.horizon = int(horizon)
+        self._home = self._fixed
+
+    def reset(self) -> None:
+        self._home = self._fixed
+
+    def predict(self, image, state, camera) -> np.ndarray:
+        if self._home is None:
+            self._home = np.array(state["eef_pos"], dtype=float)
+        return np.tile(np.append(self._home, 0.0), (self.horizon, 1))
+
+
+class ExpertPolicy:
+    """The scripted expert as a policy: replays the expert's per-step commands through the executor.
+
+    :meth:`prepare` (called by the evaluation worker before the rollout, never by the rollout itself)
+    runs ``scene.run_expert`` from the same reset and keeps only its commands. The rollout then resets
+    the scene again and every command reaches the robot through ``scene.servo`` like any prediction,
+    so the expert PLACEs exactly when the rollout path (reset, executor, stage detection) works.
+    Each command is one control step (``target_stride = 1``); predict returns the next ``chunk``
+    commands and assumes the rollout executes all of them (use ``replan_every = chunk``).
+    """
+
+    target_stride = 1
+
+    def __init__(self, chunk: int = 1):
+        self.chunk = int(chunk)
+        self._actions: np.ndarray | None = None
+        self._i = 0
+
+    def prepare(self, scene, *, offset, view, seed) -> None:
+        scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
+        self._actions = np.asarray(scene.run_expert(record=False)["action"], dtype=float)
+
+    def reset(self) -> None:
+        self._i = 0
+
+    def predict(self, image, state, camera) -> np.ndarray:
+        if self._actions is None:
+            raise RuntimeError("ExpertPolicy.prepare(scene, ...) must run before the rollout")
+        idx = np.minimum(np.arange(self._i, self._i + self.chunk), len(self._actions) - 1)
+        self._i += self.chunk
+        return self._actions[idx]
+
+
+def builtin_policy(name: str):
+    """Test and benchmark policies by name: ``expert``, ``expert4`` (chunks of 4), ``home``."""
+    if name == "home":
+        return HomePolicy()
+    if name.startswith("expert"):
+        return ExpertPolicy(chunk=int(name[len("expert"):] or 1))
+    raise ValueError(f"unknown built-in policy {name!r} (expert, expertN, home)")
