@@ -1,0 +1,412 @@
+"""The training loop: AdamW + warmup/cosine, a step and/or wall-clock budget, bf16 autocast on CUDA,
+seeded, metrics.jsonl, atomic checkpoints with resume, ``init_from`` weight transfer, and a clear
+stop on a NaN loss that keeps the last good checkpoint.
+
+``train_policy(name, policy_cfg, ctx)`` is what the runner calls; :func:`train` is the loop itself
+on ready-made datasets (tests and the benchmark use it directly). torch is imported inside functions.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .camera import Camera
+from .errors import PxpError
+from .policy import CheckpointError, Policy, build_policy, read_checkpoint, read_marker, write_checkpoint
+
+LOG_EVERY = 10  # steps between train-metric lines (and NaN checks: one host sync per interval)
+EVAL_SAMPLES = 256  # held-out samples per evaluation (evenly spaced, the same every time)
+
+
+class TrainingDiverged(PxpError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------- runner entry point
+
+def train_policy(name: str, policy_cfg, ctx) -> dict:
+    """Train policy ``name`` from its spec entry; checkpoints go to ``ctx.checkpoint_dir(name)``."""
+    import torch
+
+    tcfg = policy_cfg.train
+    seed_everything(tcfg.seed)
+    device = torch.device(getattr(ctx, "device", "cpu") or "cpu")
+    policy = build_policy(policy_cfg.backbone, policy_cfg.head, ctx.create, device, policy_cfg.objective)
+    objective = ctx.create("objectives", policy_cfg.objective)
+    path = Path(ctx.dataset_path(policy_cfg.dataset))
+    train_ds, hold_ds, split = demo_datasets(path, policy, tcfg, policy_cfg.demos, getattr(policy_cfg, "demo_seed", 0))
+    ctx.log(f"{name}: training on {len(train_ds)} samples from {len(split['train'])} demos, "
+            f"holding out {len(split['holdout'])} demos; backbone weights: {policy.weights_info['source']}")
+    init = None
+    if policy_cfg.init_from:
+        resolve = getattr(ctx, "policy_checkpoint", None) or ctx.checkpoint_dir
+        init = Path(resolve(policy_cfg.init_from))
+    meta = {"name": name, "dataset": policy_cfg.dataset, "demos": split}
+    return train(policy, objective, train_ds, hold_ds, tcfg, ctx.checkpoint_dir(name), log=ctx.log,
+                 progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}")
+
+
+def demo_datasets(path: Path, policy: Policy, tcfg, count: int | None, demo_seed: int = 0):
+    """Train / held-out DemoDatasets split by demo (never by frame, which would leak).
+
+    With ``count`` demos asked for, held-out demos come from the ones not chosen; otherwise a
+    ``holdout_fraction`` of all demos (at least one when there are two or more) is held out.
+    """
+    from .data import DemoDataset, open_dataset, select_demos
+
+    with open_dataset(path) as f:
+        n = len(f)
+    chosen = select_demos(n, count, demo_seed)
+    rest = np.setdiff1d(np.arange(n), chosen)
+    n_hold = int(round(tcfg.holdout_fraction * n))
+    n_hold = max(n_hold, 1) if tcfg.holdout_fraction > 0 and n >= 2 else n_hold
+    if count is None:  # hold out from all demos, seeded, and train on the others
+        perm = np.random.default_rng(demo_seed + 7919).permutation(chosen)
+        hold, chosen = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    else:
+        hold = np.sort(np.random.default_rng(demo_seed + 7919).permutation(rest)[:n_hold])
+    kw = dict(horizon=policy.horizon, stride=tcfg.target_stride)
+    train_ds = DemoDataset(path, demos=chosen, **kw)
+    hold_ds = DemoDataset(path, demos=hold, **kw) if len(hold) else None
+    return train_ds, hold_ds, {"train": chosen.tolist(), "holdout": hold.tolist()}
+
+
+# ---------------------------------------------------------------- pieces
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(amp: str, device):
+    """bf16 autocast on CUDA (``auto``), or wherever ``bf16`` is asked for; None = fp32."""
+    import torch
+
+    if amp == "bf16" or (amp == "auto" and torch.device(device).type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def lr_factor(step: int, progress: float, warmup_steps: int, schedule: str) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine to 0 over ``progress`` in [0, 1] (the larger
+    of the step and the wall-clock fractions, so a ``minutes:`` budget also anneals)."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def make_optimizer(policy: Policy, tcfg):
+    """AdamW; weight decay only on matrices (not biases, norms, embeddings' scale vectors)."""
+    import torch
+
+    params = [p for p in policy.net.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = policy.device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=tcfg.lr, betas=(0.9, 0.999), fused=fused)
+
+
+def make_train_step(policy: Policy, objective, optimizer, dtype):
+    """One optimizer step on a device batch → (loss, parts): detached tensors, no host sync."""
+    import torch
+
+    head = policy.head
+    device_type = policy.device.type
+
+    def step(batch: dict):
+        with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = policy.forward(batch, teacher=True)
+            loss, parts = objective(out, batch, head)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), parts
+
+    return step
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Batches:
+    """Endless device batches; each epoch reshuffles with its own seed, so a resume that starts the
+    next epoch sees the same order a straight run would have."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, device, num_workers: int = 0, epoch: int = 0):
+        if len(dataset) == 0:
+            raise PxpError("the training set is empty")
+        self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.num_workers, self.epoch = num_workers, epoch
+        self._it = None
+
+    def _loader(self):
+        import torch
+        from torch.utils.data import DataLoader
+
+        n = len(self.dataset)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(DataLoader(self.dataset, batch_size=min(self.batch_size, n), shuffle=True, generator=g,
+                               drop_last=n >= self.batch_size, num_workers=self.num_workers,
+                               pin_memory=torch.device(self.device).type == "cuda"))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._it is None:
+            self._it = self._loader()
+        try:
+            b = next(self._it)
+        except StopIteration:
+            self.epoch += 1
+            self._it = self._loader()
+            b = next(self._it)
+        return to_device(b, self.device)
+
+
+def batch_cameras(batch: dict) -> list[Camera]:
+    H, W = batch["image"].shape[-2:]
+    K, E = batch["K"].double().cpu().numpy(), batch["extrinsics"].double().cpu().numpy()
+    return [Camera(k, e, int(W), int(H)) for k, e in zip(K, E)]
+
+
+def evaluate(policy: Policy, objective, dataset, device, dtype=None, batch_size: int = 32, max_samples: int = EVAL_SAMPLES) -> dict:
+    """Held-out loss (parts), pixel error (px, in the dataset image), 3D error (cm), gripper accuracy.
+
+    Uses inference-time conditioning (no ground truth), as rollouts would."""
+    import torch
+
+    idx = np.unique(np.linspace(0, len(dataset) - 1, min(max_samples, len(dataset))).round().astype(int))
+    sums: dict[str, float] = {}
+    n = 0
+    was_training = policy.net.training
+    policy.net.eval()
+    try:
+        for start in range(0, len(idx), batch_size):
+            items = [dataset[int(i)] for i in idx[start : start + batch_size]]
+            batch = to_device({k: torch.stack([it[k] for it in items]) for k in items[0]}, device)
+            with torch.no_grad(), torch.autocast(policy.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = policy.forward(batch)
+                loss, parts = objective(out, batch, policy.head)
+            dec = policy.decode(out, batch_cameras(batch))
+            b = len(items)
+            px = np.linalg.norm(dec["pixel"] - batch["target_pixel"].cpu().numpy(), axis=-1).mean()
+            cm = 100 * np.linalg.norm(dec["xyz"] - batch["target_pos"].cpu().numpy(), axis=-1).mean()
+            acc = ((dec["gripper"] > 0.5) == (batch["target_gripper"].cpu().numpy() > 0.5)).mean()
+            vals = {"loss": float(loss), **{k: float(v) for k, v in parts.items()},
+                    "pixel_error_px": float(px), "error_3d_cm": float(cm), "gripper_accuracy": float(acc)}
+            for k, v in vals.items():
+                sums[k] = sums.get(k, 0.0) + v * b
+            n += b
+    finally:
+        policy.net.train(was_training)
+    return {k: v / n for k, v in sums.items()} | {"samples": n}
+
+
+def transfer_weights(policy: Policy, source_dir, log=print) -> dict:
+    """Copy every tensor whose name and shape match from another policy's checkpoint; log the rest."""
+    marker, state, _ = read_checkpoint(source_dir)
+    own = policy.state_dict()
+    copied = [k for k, v in own.items() if k in state and tuple(state[k].shape) == tuple(v.shape)]
+    reshaped = [f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in own if k in state and k not in copied]
+    missing = [k for k in own if k not in state]
+    unused = [k for k in state if k not in own]
+    policy.load_state_dict({k: state[k] for k in copied}, strict=False)
+    report = {"source": str(source_dir), "source_step": marker["step"], "copied": copied,
+              "shape_mismatch": reshaped, "missing_in_source": missing, "unused_from_source": unused}
+    log(f"init_from {source_dir}: copied {len(copied)}/{len(own)} tensors ({_group(copied)})")
+    if reshaped or missing:
+        log(f"init_from: not transferred — shape mismatch: {', '.join(reshaped) or 'none'}; "
+            f"absent in source: {', '.join(missing) or 'none'}")
+    if unused:
+        log(f"init_from: source tensors with no counterpart: {', '.join(unused)}")
+    return report
+
+
+def _group(names: list[str], depth: int = 2) -> str:
+    """``backbone.model.blocks.0.attn.qkv.weight`` … → ``backbone.model ×N, head.proj ×2`` (readable logs)."""
+    counts: dict[str, int] = {}
+    for n in names:
+        key = ".".join(n.split(".")[:depth])
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ×{c}" for k, c in counts.items()) or "nothing"
+
+
+def _fit_head_to_data(policy: Policy, dataset, log, max_samples: int = 512) -> None:
+    """Heads with data-dependent normalisation (ACT's workspace box) are fitted to training targets."""
+    idx = np.unique(np.linspace(0, len(dataset) - 1, min(max_samples, len(dataset))).round().astype(int))
+    pos = [np.concatenate([dataset[int(i)]["target_pos"].numpy().reshape(-1, 3),
+                           dataset[int(i)]["eef_pos"].numpy().reshape(-1, 3)]) for i in idx]
+    policy.head.fit_workspace(np.concatenate(pos))
+    lo, hi = policy.head.ws_low.tolist(), policy.head.ws_high.tolist()
+    log(f"workspace box fitted to {len(idx)} training samples: low {np.round(lo, 3).tolist()}, high {np.round(hi, 3).tolist()}")
+
+
+# ---------------------------------------------------------------- the loop
+
+class _Budget:
+    def __init__(self, steps: int | None, minutes: float | None, elapsed: float):
+        self.steps, self.seconds = steps, (minutes * 60 if minutes else None)
+        self.t0, self.before = time.monotonic(), elapsed
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + time.monotonic() - self.t0
+
+    def progress(self, step: int) -> float:
+        fr = [step / self.steps] if self.steps else []
+        fr += [self.elapsed / self.seconds] if self.seconds else []
+        return max(fr)
+
+    def done(self, step: int) -> bool:
+        return self.progress(step) >= 1.0
+
+
+def _resume(policy: Policy, out_dir: Path, optimizer=None):
+    """(step, elapsed, epoch, marker) from a complete checkpoint of the same policy, else None."""
+    marker = read_marker(out_dir)
+    if marker is None:
+        return None
+    if marker.get("policy", {}).get("backbone") != policy.config["backbone"] or marker["policy"].get("head") != policy.config["head"]:
+        raise CheckpointError(f"{out_dir} holds a checkpoint of a different policy; delete it or pick another directory")
+    marker, model_state, train_state = read_checkpoint(out_dir, with_train_state=True)
+    policy.load_state_dict(model_state)
+    if train_state is None:
+        raise CheckpointError(f"{out_dir}: checkpoint has no training state to resume from")
+    if optimizer is not None:
+        optimizer.load_state_dict(train_state["optimizer"])
+    import torch
+
+    torch.set_rng_state(train_state["rng"])
+    return int(train_state["step"]), float(train_state["elapsed"]), int(train_state["epoch"]) + 1, marker
+
+
+def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log=print, progress=None,
+          init_from=None, meta: dict | None = None, description: str = "train") -> dict:
+    """Train ``policy`` with ``objective`` until ``tcfg.steps`` / ``tcfg.minutes`` (resuming from a
+    checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.jsonl"
+    optimizer = make_optimizer(policy, tcfg)
+    resumed = _resume(policy, out_dir, optimizer)
+    meta = dict(meta or {})
+    if resumed:
+        step, elapsed, epoch, marker = resumed
+        meta["init_from"] = marker.get("init_from")
+        log(f"resuming from step {step} in {out_dir}")
+        if marker.get("finished"):
+            return marker["summary"]
+    else:
+        step, elapsed, epoch = 0, 0.0, 0
+        needs_fit = bool(getattr(policy.head, "needs_workspace", False))
+        meta["init_from"] = transfer_weights(policy, init_from, log) if init_from else None
+        if needs_fit:
+            _fit_head_to_data(policy, train_ds, log)
+    meta.update(policy=policy.config, weights_info=policy.weights_info, train=_dump(tcfg))
+
+    dtype = amp_dtype(tcfg.amp, policy.device)
+    step_fn = make_train_step(policy, objective, optimizer, dtype)
+    data = Batches(train_ds, tcfg.batch_size, tcfg.seed, policy.device, tcfg.num_workers, epoch)
+    budget = _Budget(tcfg.steps, tcfg.minutes, elapsed)
+    state = {"data": data, "last_good": read_marker(out_dir), "first_loss": None, "last": None, "holdout": None}
+    acc, bad, since = None, torch.zeros((), device=policy.device), step
+    policy.net.train()
+    with (progress or _rich_progress)(description, tcfg.steps) as bar:
+        while not budget.done(step):
+            f = lr_factor(step, budget.progress(step), tcfg.warmup_steps, tcfg.schedule)
+            for g in optimizer.param_groups:
+                g["lr"] = tcfg.lr * f
+            loss, parts = step_fn(next(data))
+            vec = torch.stack([loss.float(), *[p.float() for p in parts.values()]])
+            acc = vec if acc is None else acc + vec
+            bad = bad + (~torch.isfinite(loss)).float()
+            step += 1
+            bar.advance(1)
+            finished = budget.done(step)
+            if step % LOG_EVERY == 0 or step % tcfg.eval_every == 0 or finished:
+                row = _flush(acc, bad, step, since, parts, tcfg.lr * f, budget, out_dir, state)
+                state["first_loss"] = state["first_loss"] or row["loss"]
+                state["last"] = row
+                io.append_jsonl(metrics_path, row)
+                acc, since = None, step
+            if step % tcfg.eval_every == 0 or finished:
+                _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype, step, budget,
+                                   out_dir, meta, state, finished, log)
+    return state["summary"]
+
+
+def _flush(acc, bad, step, since, parts, lr, budget, out_dir, state) -> dict:
+    """Average the interval's losses (one host sync) and stop on NaN."""
+    if float(bad) > 0:
+        good = state["last_good"]
+        where = f"step {good['step']} in {out_dir}" if good else "none (no checkpoint had been written)"
+        raise TrainingDiverged(f"loss became NaN/inf between steps {since + 1} and {step} (lr {lr:.2e}); "
+                               f"training stopped. Last good checkpoint: {where}. Try a lower lr or amp: off.")
+    vals = (acc / (step - since)).tolist()
+    row = {"step": step, "split": "train", "lr": lr, "elapsed_s": round(budget.elapsed, 3), "loss": vals[0]}
+    row.update(zip(parts.keys(), vals[1:]))
+    return row
+
+
+def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype, step, budget, out_dir, meta, state, finished, log):
+    import torch
+
+    ds, split = (holdout_ds, "holdout") if holdout_ds is not None and len(holdout_ds) else (train_ds, "train-subset")
+    ev = evaluate(policy, objective, ds, policy.device, dtype)
+    row = {"step": step, "split": split, "elapsed_s": round(budget.elapsed, 3), **ev}
+    io.append_jsonl(out_dir / "metrics.jsonl", row)
+    state["holdout"] = row
+    summary = {"steps": step, "seconds": round(budget.elapsed, 1), "first_loss": state["first_loss"],
+               "final_loss": state["last"]["loss"], "eval": row, "weights": policy.weights_info,
+               "checkpoint": str(out_dir),
+               "init_from": _short_report(meta.get("init_from"))}
+    train_state = {"optimizer": optimizer.state_dict(), "step": step, "elapsed": budget.elapsed,
+                   "epoch": state["data"].epoch, "rng": torch.get_rng_state()}
+    write_checkpoint(out_dir, step, policy.state_dict(), train_state,
+                     {**meta, "finished": finished, "summary": summary})
+    state["last_good"], state["summary"] = read_marker(out_dir), summary
+    log(f"step {step}: loss {summary['final_loss']:.4f}, {split} pixel error {ev['pixel_error_px']:.2f} px, "
+        f"3D error {ev['error_3d_cm']:.2f} cm")
+
+
+def _short_report(report):
+    if not report:
+        return None
+    return {"source": report["source"], "copied": len(report["copied"]),
+            "not_transferred": report["shape_mismatch"] + report["missing_in_source"]}
+
+
+def _dump(cfg):
+    return cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(vars(cfg))
+
+
+@contextlib.contextmanager
+def _rich_progress(description: str, total):
+    from rich.progress import Progress
+
+    with Progress(transient=True) as p:
+        task = p.add_task(description, total=total)
+
+        class _Task:
+            @staticmethod
+            def advance(n=1):
+                p.advance(task, n)
+
+        yield _Task()

@@ -1,0 +1,117 @@
+"""torch/timm side of the ViT backbones (imported only by the factories in ``vit.py``)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def _import_timm():
+    try:
+        import timm
+    except RuntimeError as e:  # a CPU torch paired with a CUDA torchvision fails inside torchvision
+        if "nms" in str(e):
+            raise RuntimeError(
+                "timm could not import torchvision (operator torchvision::nms does not exist): torch and "
+                "torchvision builds do not match. Reinstall with `pip install timm` in a fresh venv without "
+                "pinning a local CPU-only torch wheel."
+            ) from e
+        raise
+    return timm
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ViTBackbone(nn.Module):
+    """Wraps a timm VisionTransformer: patch tokens → (B, C, h, w) map, token 0 → CLS."""
+
+    def __init__(self, model: nn.Module, image_size: int, weights_info: dict):
+        super().__init__()
+        self.model = model
+        self.image_size = int(image_size)
+        self.weights_info = weights_info
+        self.embed_dim = int(model.embed_dim)
+        self.patch_size = int(model.patch_embed.patch_size[0])
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}")
+
+    def forward(self, x: torch.Tensor):
+        B, _, H, W = x.shape
+        tokens = self.model.forward_features(x)  # (B, prefix + h*w, C), final norm applied
+        h, w = H // self.patch_size, W // self.patch_size
+        patches = tokens[:, self.model.num_prefix_tokens :]
+        fmap = patches.transpose(1, 2).reshape(B, self.embed_dim, h, w)
+        return fmap, tokens[:, 0]
+
+
+def apply_freeze(model: nn.Module, mode: str, blocks: int) -> None:
+    """``all``: nothing trains; ``partial``: embeddings and the first ``blocks`` blocks are frozen."""
+    if mode == "none":
+        return
+    if mode == "all":
+        model.requires_grad_(False)
+        return
+    if blocks > len(model.blocks):
+        raise ValueError(f"freeze_blocks={blocks} but the model has only {len(model.blocks)} blocks")
+    for name in ("patch_embed", "cls_token", "reg_token", "pos_embed"):
+        part = getattr(model, name, None)
+        if isinstance(part, nn.Module):
+            part.requires_grad_(False)
+        elif isinstance(part, nn.Parameter):
+            part.requires_grad_(False)
+    for blk in model.blocks[:blocks]:
+        blk.requires_grad_(False)
+
+
+def _resolve_weights(weights: str) -> Path:
+    """A local file, or a file in the local Hugging Face cache (never downloads)."""
+    p = Path(weights).expanduser()
+    if p.is_file():
+        return p
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = weights.removeprefix("hf-hub:").removeprefix("hf_hub:")
+    if "/" in repo:
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(repo, fname)
+            if isinstance(cached, str):
+                return Path(cached)
+    raise FileNotFoundError(
+        f"backbone weights {weights!r}: no such file, and not found in the local Hugging Face cache "
+        "(weights are never downloaded; pass a local .pth/.safetensors path, or weights: null for random init)"
+    )
+
+
+def build_dinov2(cfg) -> ViTBackbone:
+    timm = _import_timm()
+    kwargs = dict(num_classes=0, dynamic_img_size=True, img_size=cfg.image_size, **cfg.model_kwargs)
+    if cfg.weights is None:
+        model = timm.create_model(cfg.model, pretrained=False, **kwargs)
+        info = {"source": "random init"}
+    else:
+        path = _resolve_weights(cfg.weights)
+        # timm loads Meta's .pth and timm safetensors alike, dropping mask_token and resampling pos_embed.
+        model = timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+        info = {"source": str(path), "sha256": file_sha256(path)}
+    apply_freeze(model, cfg.freeze, cfg.freeze_blocks)
+    return ViTBackbone(model, cfg.image_size, info)
+
+
+def build_tiny_vit(cfg) -> ViTBackbone:
+    _import_timm()
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(
+        img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
+        num_heads=cfg.num_heads, num_classes=0, dynamic_img_size=True,
+    )
+    apply_freeze(model, cfg.freeze, cfg.freeze_blocks)
+    return ViTBackbone(model, cfg.image_size, {"source": "random init"})

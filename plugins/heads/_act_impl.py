@@ -1,0 +1,78 @@
+"""torch side of the ACT regression head (imported by ``act.make_act_head``)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ActHead(nn.Module):
+    output_kind = "regression"
+
+    def __init__(self, cfg, in_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.horizon, self.space = cfg.horizon, cfg.space
+        self.dims = 3 if cfg.space == "world" else 2
+        state_dim = 4 if cfg.condition_on_state else 0
+        layers: list[nn.Module] = []
+        width = in_dim + state_dim
+        for _ in range(cfg.mlp_layers):
+            layers += [nn.Linear(width, cfg.hidden_dim), nn.GELU()]
+            width = cfg.hidden_dim
+        self.norm = nn.LayerNorm(in_dim)
+        self.mlp = nn.Sequential(*layers)
+        self.pos_out = nn.Linear(width, cfg.horizon * self.dims)
+        self.gripper_out = nn.Linear(width, cfg.horizon * 2)
+        # Buffers, so the box travels with the checkpoint; NaN until configured or fitted.
+        nan = torch.full((3,), float("nan"))
+        self.register_buffer("ws_low", torch.tensor(cfg.workspace_low, dtype=torch.float32) if cfg.workspace_low else nan)
+        self.register_buffer("ws_high", torch.tensor(cfg.workspace_high, dtype=torch.float32) if cfg.workspace_high else nan.clone())
+
+    @property
+    def needs_workspace(self) -> bool:
+        return bool(torch.isnan(self.ws_low).any() or torch.isnan(self.ws_high).any())
+
+    def fit_workspace(self, positions: np.ndarray, margin: float = 0.1, min_margin: float = 0.02) -> None:
+        """Box = data range grown by ``margin`` of its extent (at least ``min_margin`` metres) per axis."""
+        p = np.asarray(positions, dtype=float).reshape(-1, 3)
+        lo, hi = p.min(0), p.max(0)
+        pad = np.maximum((hi - lo) * margin, min_margin)
+        self.ws_low.copy_(torch.as_tensor(lo - pad, dtype=torch.float32))
+        self.ws_high.copy_(torch.as_tensor(hi + pad, dtype=torch.float32))
+
+    def normalize(self, xyz: torch.Tensor) -> torch.Tensor:
+        return (xyz - self.ws_low) / (self.ws_high - self.ws_low)
+
+    def denormalize(self, p01: torch.Tensor) -> torch.Tensor:
+        return self.ws_low + p01 * (self.ws_high - self.ws_low)
+
+    def forward(self, fmap: torch.Tensor, cls: torch.Tensor, cond: dict) -> dict:
+        B, T = cls.shape[0], self.horizon
+        z = self.norm(cls)
+        if self.cfg.condition_on_state:
+            if self.needs_workspace:
+                raise RuntimeError("act_regression: workspace box not set (configure it or fit it to data first)")
+            state = torch.cat([self.normalize(cond["eef_pos"].float()), cond["gripper"].float().view(B, 1)], -1)
+            z = torch.cat([z, state.to(z.dtype)], -1)
+        h = self.mlp(z)
+        out = {
+            "pos01": torch.sigmoid(self.pos_out(h).float()).view(B, T, self.dims),
+            "gripper_logits": self.gripper_out(h).view(B, T, 2),
+            "eef_pos": cond["eef_pos"],
+        }
+        return out
+
+    def decode(self, out: dict, cameras: list) -> dict:
+        """xyz (B,T,3) world, pixel (B,T,2) in each camera's image, gripper prob (B,T)."""
+        p01 = out["pos01"].detach().float()
+        grip = out["gripper_logits"].detach().float().softmax(-1)[..., 1].cpu().numpy()
+        if self.space == "world":
+            xyz = self.denormalize(p01).cpu().numpy().astype(float)
+            pix = np.stack([cam.project(x) for x, cam in zip(xyz, cameras)])
+        else:  # a 2D track has no depth: place it at the current end-effector height
+            p = p01.cpu().numpy().astype(float)
+            pix = np.stack([q * (cam.width, cam.height) for q, cam in zip(p, cameras)])
+            z = out["eef_pos"][:, 2].detach().float().cpu().numpy()
+            xyz = np.stack([cam.unproject(u, zz) for u, cam, zz in zip(pix, cameras, z)])
+        return {"xyz": xyz, "pixel": pix, "gripper": grip}
