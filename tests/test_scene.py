@@ -179,3 +179,27 @@ def test_circle_overlay_hides_robot_and_draws_disc(scene):
     assert abs(orange.sum() - np.pi * r * r) < 2 * np.pi * r  # a filled disc of the configured radius
     assert np.linalg.norm([ii.mean() + 0.5 - obs["eef_pixel"][0], jj.mean() + 0.5 - obs["eef_pixel"][1]]) < 0.5
     assert np.array_equal(circle[~orange], hidden[~orange])  # elsewhere: the robot-hidden image
+
+
+# -- preview command ------------------------------------------------------------------------------
+def test_preview_command_writes_images(tmp_path):
+    import imageio.v3 as iio
+    from click.testing import CliRunner
+
+    from pxp.plugins.scenes.libero_preview import scene_group
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\nscene:\n  type: libero_bowl_plate\n  image_size: 64\ntrain: {anything: 1}\n")
+    res = CliRunner().invoke(scene_group, ["preview", str(spec), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"clean.png", "distractors.png", "robot_hidden.png", "circle_overlay.png",
+            "orbit_theta25_phi0.png", "orbit_theta25_phi90.png"} <= names
+    img = {n: iio.imread(tmp_path / "out" / n) for n in names}
+    assert all(a.shape == (64, 64, 3) for a in img.values())
+    assert not np.array_equal(img["clean.png"], img["distractors.png"])
+    assert np.all(img["circle_overlay.png"] == (255, 140, 0), axis=-1).sum() > 50
+    bad = spec.with_name("bad.yaml")
+    bad.write_text("scene:\n  clutter: messy\n")
+    res = CliRunner().invoke(scene_group, ["preview", str(bad), "--out", str(tmp_path / "o2")])
+    assert res.exit_code != 0 and "unknown clutter" in res.output

@@ -126,6 +126,7 @@ class LiberoScene:
         # Hide by group, not alpha: physics ignores groups, and one option flag switches the robot.
         vis = self.robot_geoms[m.geom_group[self.robot_geoms] == 1]
         m.geom_group[vis] = HIDDEN_GROUP
+        self.default_offsamples = int(m.vis.quality.offsamples)
         m.vis.quality.offsamples = 0  # no MSAA: 3x faster on llvmpipe (DESIGN.md §5)
         size = self.cfg.image_size
         m.vis.global_.offwidth, m.vis.global_.offheight = max(m.vis.global_.offwidth, size), max(m.vis.global_.offheight, size)
@@ -209,12 +210,14 @@ class LiberoScene:
 
     # -- reset --------------------------------------------------------------------------------
     def reset(self, offset=None, view=None, seed=None) -> dict:
-        """New episode: objects at nominal + offset (+ jitter), robot at home (+ noise), camera set."""
-        self.cfg.check_offset(*(self.cfg.offset if offset is None else offset))
-        self._offset = tuple(float(v) for v in (self.cfg.offset if offset is None else offset))
-        self._view = self.cfg.view if view is None else tuple(float(v) for v in view)
-        if self._view is not None:
-            self.cfg.check_view(*self._view)
+        """New episode: objects at nominal + offset (+ jitter), robot at home (+ noise), camera set.
+        None = the config's value (its ``view`` None = the default agentview; ``(0, 0)`` is the same)."""
+        offset = tuple(float(v) for v in (self.cfg.offset if offset is None else offset))
+        view = self.cfg.view if view is None else tuple(float(v) for v in view)
+        self.cfg.check_offset(*offset)
+        if view is not None:
+            self.cfg.check_view(*view)
+        self._offset = offset
         self._seed = self.cfg.seed if seed is None else int(seed)
         rng = np.random.default_rng(self._seed)
         # LIBERO samples fixture/distractor poses from the global numpy RNG: seed it, then restore it.
@@ -226,7 +229,7 @@ class LiberoScene:
             np.random.set_state(saved)
         self._place_objects(rng)
         self._noise_robot(rng)
-        self._set_camera()
+        self.set_view(view)
         self.servo(self._eef_pos(), 0.0, max_steps=self.cfg.settle_steps, tol=0.0)  # let objects settle
         self._bowl_rest_z = float(self.bowl_pos[2])
         self._grasped = False
@@ -258,6 +261,14 @@ class LiberoScene:
             mujoco.mj_forward(m, self.data)
         size = self.cfg.image_size
         self._camera = Camera.from_fovy(m.cam_fovy[i], size, size, self.data.cam_xpos[i], self.data.cam_xmat[i])
+
+    def set_view(self, view) -> Camera:
+        """Move the camera (None = agentview, or (theta, phi)) without touching the episode."""
+        self._view = None if view is None else tuple(float(v) for v in view)
+        if self._view is not None:
+            self.cfg.check_view(*self._view)
+        self._set_camera()
+        return self._camera
 
     @property
     def lookat(self) -> np.ndarray:
