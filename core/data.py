@@ -142,6 +142,9 @@ class DemoWriter:
                              compression=comp if image else None, compression_opts=level if image else None,
                              fletcher32=True)  # checksums: a corrupt chunk fails loudly on read
         g.create_dataset("actions", data=np.asarray(ep["actions"], np.float64), fletcher32=True)
+        for key, arr in ep.get("extra", {}).items():  # e.g. the expert's phase per step, as stored
+            arr = np.asarray(arr)
+            g.create_dataset(key, data=arr.astype("S") if arr.dtype.kind == "U" else arr, fletcher32=True)
         cam: Camera = ep["camera"]
         g.create_dataset("camera/K", data=np.asarray(cam.K, np.float64))
         g.create_dataset("camera/extrinsics", data=np.asarray(cam.extrinsics, np.float64))

@@ -1,1 +1,272 @@
-"""Work in progress: registers nothing yet."""
+"""Demo dataset generators: ``position_grid`` and ``viewpoint_grid`` (scripted expert, HDF5 output).
+
+Both plan a list of episodes (cell × repeat), run them with the scene's scripted expert in worker
+processes (:func:`pxp.core.pool.run_tasks`, one scene per worker, reused), and append each finished
+episode to ``<path>.partial`` as it arrives; the file is renamed to ``<path>`` when all are in.
+A rerun resumes: episodes already in the partial file are not run again.
+
+Cheap to import (spawn workers import this module to find :func:`run_episode`): no mujoco / torch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Tuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pxp.core.grid import Grid, SplitConfig, position_grid, viewpoint_grid
+from pxp.core.hookspecs import hookimpl
+
+class _GridDatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: SplitConfig = Field(SplitConfig(), description="which cells get episodes: all, left, not:left, random:20, …")
+    episodes_per_cell: int = Field(1, ge=1)
+    circle_overlay: bool = Field(False, description="hide the robot and draw a disc at the end-effector pixel")
+    clutter: Optional[Literal["clean", "distractors"]] = Field(None, description="None: the scene's setting")
+    image_size: Optional[int] = Field(None, ge=16, description="square image side in pixels; None: the scene's")
+    seed: int = Field(0, description="base seed; episode i uses a seed derived from (seed, i)")
+    scene: dict = Field(default_factory=dict, description="overrides for the spec's scene section")
+    compression_level: int = Field(4, ge=0, le=9, description="gzip level of the images")
+
+    def scene_overrides(self) -> dict:
+        """The ``scene`` dict plus the shortcut fields (which win, and must not contradict it)."""
+        short = {"robot": "circle" if self.circle_overlay else None, "clutter": self.clutter,
+                 "image_size": self.image_size}
+        short = {k: v for k, v in short.items() if v is not None}
+        clash = [k for k, v in short.items() if k in self.scene and self.scene[k] != v]
+        if clash:
+            raise ValueError(f"dataset sets {clash} both directly and in scene: {{...}} with different values")
+        return {**self.scene, **short}
+
+
+class PositionGridConfig(_GridDatasetConfig):
+    """rows × cols object offsets (bowl and plate shifted together) over the scene's workspace."""
+
+    type: Literal["position_grid"] = "position_grid"
+    rows: int = Field(16, ge=1, description="cells along dx (away from the robot)")
+    cols: int = Field(16, ge=1, description="cells along dy (image left → right)")
+    extent: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = Field(
+        None, description="((dx_min, dx_max), (dy_min, dy_max)) in m; None: the scene's workspace")
+    view: Optional[Tuple[float, float]] = Field(None, description="(theta, phi) degrees; None: the scene's camera")
+
+
+class ViewpointGridConfig(_GridDatasetConfig):
+    """n_theta × n_phi camera orbits around the default view, object offset drawn per episode."""
+
+    type: Literal["viewpoint_grid"] = "viewpoint_grid"
+    n_theta: int = Field(8, ge=1, description="tilts from 0 to theta_max (both included)")
+    n_phi: int = Field(8, ge=1, description="directions around the axis, 360/n_phi apart")
+    theta_max: float = Field(25.0, ge=0, le=80)
+    extent: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = Field(
+        None, description="offsets are drawn uniformly from this ((dx..), (dy..)); None: the scene's workspace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Episodes
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EpisodeTask:
+    """Everything a worker needs for one episode (picklable: the scene config is a pydantic model)."""
+
+    index: int
+    cell: int
+    row: int
+    col: int
+    offset: tuple[float, float]
+    view: Optional[tuple[float, float]]
+    seed: int
+    scene_config: Any
+    scene_key: str
+
+
+def episode_seed(base: int, index: int) -> int:
+    """Independent of worker count and order, and different for every episode of a dataset."""
+    return int(np.random.SeedSequence([int(base) & 0xFFFFFFFF, int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def run_episode(task: EpisodeTask) -> dict:
+    """Worker side: reset the (cached) scene, run the expert with recording, pack for the writer."""
+    from pxp.core.plugins import create
+    from pxp.core.pool import worker_cache
+
+    scene = worker_cache(task.scene_key, lambda: create("scenes", task.scene_config), slot="scene")
+    scene.reset(offset=task.offset, view=task.view, seed=task.seed)
+    ep = scene.run_expert(record=True)
+    return _pack(task, ep)
+
+
+def _pack(task: EpisodeTask, ep: dict) -> dict:
+    from pxp.core.camera import Camera
+
+    phases = list(dict.fromkeys(ep["phase"].tolist()))
+    attrs = {"cell": task.cell, "cell_rc": (task.row, task.col), "offset": task.offset,
+             "viewpoint": task.view if task.view is not None else (0.0, 0.0), "seed": task.seed,
+             "bowl_init": ep["bowl_pos"][0], "plate_init": ep["plate_pos"][0],
+             "bowl_final": ep["bowl_pos"][-1], "plate_final": ep["plate_pos"][-1],
+             "outcome": str(ep["outcome"]), "libero_success": bool(ep["libero_success"]), "steps": int(ep["steps"]),
+             "phases": phases}
+    obs = {"agentview_rgb": ep["image"], "eef_pos": ep["eef_pos"], "eef_pixel": ep["eef_pixel"],
+           "gripper": ep["gripper"], "bowl_pos": ep["bowl_pos"], "plate_pos": ep["plate_pos"]}
+    extra = {"phase": np.array([phases.index(p) for p in ep["phase"].tolist()], np.int8)}
+    return {"obs": obs, "actions": ep["action"], "camera": Camera.from_dict(ep["camera"]), "extra": extra,
+            "attrs": attrs, "success": ep["outcome"] == "PLACE"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------------
+class GridGenerator:
+    """Common driver: plan episodes, skip finished ones, run the rest, write as they arrive."""
+
+    name = ""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def grid(self, scene_cfg) -> Grid:
+        raise NotImplementedError
+
+    def plan(self, scene_cfg) -> list[EpisodeTask]:
+        raise NotImplementedError
+
+    def generate(self, path: Path, ctx) -> dict:
+        from pxp.core.data import DatasetError, DemoWriter, open_dataset
+        from pxp.core.io import config_hash
+
+        scene_cfg = ctx.scene_config(**self.cfg.scene_overrides())
+        digest = config_hash(self.name, self.cfg, scene_cfg, "format", 1)
+        path = Path(path)
+        if path.exists():
+            return self._existing(path, digest, open_dataset, DatasetError)
+        tasks = self.plan(scene_cfg)
+        t0 = time.time()
+        with DemoWriter(path, config_hash=digest, attrs=self._file_attrs(scene_cfg, digest, len(tasks)),
+                        compression_level=self.cfg.compression_level, log=ctx.log) as writer:
+            done = writer.done()
+            todo = [t for t in tasks if t.index not in done]
+            if done:
+                ctx.log(f"{path.name}: resuming, {len(done)} of {len(tasks)} episodes already written")
+            errors = self._run(todo, writer, ctx, len(tasks) - len(todo), len(tasks))
+            if errors:
+                raise DatasetError(f"{len(errors)} of {len(tasks)} episodes raised an error (first: {errors[0]}); "
+                                   f"the others are kept in {writer.partial.name}: rerun to retry the failed ones")
+            writer.finish({"seconds": round(time.time() - t0, 2)})
+        return self._summary(path, time.time() - t0, len(todo))
+
+    def _run(self, todo, writer, ctx, already: int, total: int) -> list[str]:
+        from pxp.core.pool import run_tasks
+
+        errors = []
+        with ctx.progress(f"dataset {self.name}", total=total) as bar:
+            bar.advance(already)
+            for r in run_tasks(run_episode, todo, workers=ctx.workers, progress=bar):
+                if r.error:
+                    errors.append(f"episode {r.task.index}: {r.error}")
+                    ctx.log(f"episode {r.task.index} (cell {r.task.cell}) raised {r.error}")
+                    continue
+                writer.write(r.task.index, r.value, r.value["attrs"], success=r.value["success"])
+        return errors
+
+    def _existing(self, path, digest, open_dataset, DatasetError) -> dict:
+        with open_dataset(path) as f:
+            if f.attrs.get("config_hash") != digest:
+                raise DatasetError(f"{path} holds another configuration (hash {f.attrs.get('config_hash')}, "
+                                   f"now {digest}); delete it to regenerate")
+        return self._summary(path, 0.0, 0)
+
+    def _summary(self, path: Path, seconds: float, ran: int) -> dict:
+        from pxp.core.data import open_dataset
+
+        with open_dataset(path) as f:
+            return {"path": str(path), "episodes": int(f.attrs["n_episodes"]), "demos": len(f.demos),
+                    "failed": len(f.failed), "frames": int(f.attrs["n_frames"]), "ran": ran,
+                    "seconds": round(seconds, 2)}
+
+    def _file_attrs(self, scene_cfg, digest: str, n_planned: int) -> dict:
+        import pxp
+        from pxp.core.manifest import library_versions
+
+        return {"pxp_version": pxp.__version__, "generator": self.name,
+                "generator_config": self.cfg.model_dump(mode="json"), "scene_config": scene_cfg.model_dump(mode="json"),
+                "n_planned": n_planned, "grid_shape": (self.grid(scene_cfg).rows, self.grid(scene_cfg).cols),
+                "libraries": library_versions()}
+
+    def _extent(self, scene_cfg):
+        if self.cfg.extent is not None:
+            return self.cfg.extent
+        return workspace_of(scene_cfg)
+
+    def _check_offset(self, scene_cfg, offset) -> None:
+        # Refuse a plan with an off-table offset now, not as one worker error per episode.
+        check = getattr(scene_cfg, "check_offset", None)
+        if check is not None:
+            check(*offset)
+
+    def _scene_key(self, scene_cfg) -> str:
+        from pxp.core.io import config_hash
+
+        return config_hash(scene_cfg)
+
+
+def workspace_of(scene_cfg):
+    """The scene's offset extent, from its config when it states one (no scene needed), else from a scene."""
+    if hasattr(scene_cfg, "workspace_dx") and hasattr(scene_cfg, "workspace_dy"):
+        return tuple(scene_cfg.workspace_dx), tuple(scene_cfg.workspace_dy)
+    from pxp.core.plugins import create
+
+    with create("scenes", scene_cfg) as scene:
+        return scene.workspace
+
+
+class PositionGridGenerator(GridGenerator):
+    name = "position_grid"
+
+    def grid(self, scene_cfg) -> Grid:
+        return position_grid(self.cfg.rows, self.cfg.cols, self._extent(scene_cfg))
+
+    def plan(self, scene_cfg) -> list[EpisodeTask]:
+        grid, key, c = self.grid(scene_cfg), self._scene_key(scene_cfg), self.cfg
+        view = c.view if c.view is not None else getattr(scene_cfg, "view", None)  # recorded as it is used
+        tasks = []
+        for cell in grid.select(c.split):
+            (row, col), off = grid.rowcol([cell])[0], grid.values([cell])[0]
+            self._check_offset(scene_cfg, off)
+            for _ in range(c.episodes_per_cell):
+                i = len(tasks)
+                tasks.append(EpisodeTask(i, int(cell), int(row), int(col), (float(off[0]), float(off[1])),
+                                         view, episode_seed(c.seed, i), scene_cfg, key))
+        return tasks
+
+
+class ViewpointGridGenerator(GridGenerator):
+    name = "viewpoint_grid"
+
+    def grid(self, scene_cfg) -> Grid:
+        return viewpoint_grid(self.cfg.n_theta, self.cfg.n_phi, self.cfg.theta_max)
+
+    def plan(self, scene_cfg) -> list[EpisodeTask]:
+        grid, key, c = self.grid(scene_cfg), self._scene_key(scene_cfg), self.cfg
+        (x0, x1), (y0, y1) = self._extent(scene_cfg)
+        tasks = []
+        for cell in grid.select(c.split):
+            (row, col), view = grid.rowcol([cell])[0], grid.values([cell])[0]
+            for _ in range(c.episodes_per_cell):
+                i = len(tasks)
+                seed = episode_seed(c.seed, i)
+                # the position comes from the episode's own seed: reproducible, independent of the others
+                dx, dy = np.random.default_rng([seed, 1]).uniform((x0, y0), (x1, y1))
+                tasks.append(EpisodeTask(i, int(cell), int(row), int(col), (float(dx), float(dy)),
+                                         (float(view[0]), float(view[1])), seed, scene_cfg, key))
+        return tasks
+
+
+@hookimpl
+def pxp_register_datasets(register):
+    register("position_grid", PositionGridConfig, PositionGridGenerator,
+             summary="expert demos over a rows×cols grid of bowl+plate offsets, with named splits")
+    register("viewpoint_grid", ViewpointGridConfig, ViewpointGridGenerator,
+             summary="expert demos over nθ×nφ camera orbits, random positions per episode")
