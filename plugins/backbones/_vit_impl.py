@@ -79,11 +79,11 @@ def _resolve_weights(weights: str) -> Path:
     from huggingface_hub import try_to_load_from_cache
 
     repo = weights.removeprefix("hf-hub:").removeprefix("hf_hub:")
-    if "/" in repo:
-        for fname in ("model.safetensors", "pytorch_model.bin"):
-            cached = try_to_load_from_cache(repo, fname)
-            if isinstance(cached, str):
-                return Path(cached)
+    looks_like_id = repo.count("/") == 1 and not repo.startswith((".", "/", "~")) and not p.suffix
+    for fname in ("model.safetensors", "pytorch_model.bin") if looks_like_id else ():
+        cached = try_to_load_from_cache(repo, fname)
+        if isinstance(cached, str):
+            return Path(cached)
     raise FileNotFoundError(
         f"backbone weights {weights!r}: no such file, and not found in the local Hugging Face cache "
         "(weights are never downloaded; pass a local .pth/.safetensors path, or weights: null for random init)"

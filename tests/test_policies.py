@@ -1,0 +1,302 @@
+"""Backbones, heads, PARA geometry, objectives, the predict contract and checkpoint safety."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pxp.core import policy as pol
+from pxp.core.data import height_bin_index as loader_height_bin_index
+from pxp.plugins.backbones.vit import DinoV2Config, TinyViTConfig
+from pxp.plugins.heads import para
+from pxp.plugins.heads.act import ActRegressionConfig
+from pxp.plugins.heads.para import ParaVolumeConfig
+from pxp.plugins.objectives.losses import BehaviorCloningConfig, PointTrack2DConfig
+from pxp.testing import check_backbone, check_config_roundtrip, check_light_import, plugin_registry
+
+from ._policy_data import look_at_camera
+
+TINY = dict(image_size=64, patch_size=8, embed_dim=64, depth=2, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def reg():
+    return plugin_registry()
+
+
+def _batch(B=3, T=2, size=64, seed=0):
+    """A training batch (docs/architecture.md) whose pixels are real projections of its targets."""
+    rng = np.random.default_rng(seed)
+    cam = look_at_camera(size, size)
+    tgt = np.stack([rng.uniform([-0.1, -0.15, 0.9], [0.1, 0.15, 1.15], size=(T, 3)) for _ in range(B)])
+    eef = rng.uniform([-0.1, -0.15, 0.9], [0.1, 0.15, 1.15], size=(B, 3))
+    f32 = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)
+    return {"image": torch.randn(B, 3, size, size), "eef_pos": f32(eef), "eef_pixel": f32(cam.project(eef)),
+            "gripper": f32(rng.integers(0, 2, B)), "target_pos": f32(tgt), "target_pixel": f32(cam.project(tgt)),
+            "target_gripper": f32(rng.integers(0, 2, (B, T))), "K": f32(np.broadcast_to(cam.K, (B, 3, 3))),
+            "extrinsics": f32(np.broadcast_to(cam.extrinsics, (B, 4, 4)))}
+
+
+def _policy(reg, head_cfg, backbone_cfg=None):
+    return pol.build_policy(backbone_cfg or TinyViTConfig(**TINY), head_cfg, reg.create, objective_cfg=BehaviorCloningConfig())
+
+
+# ---------------------------------------------------------------- registration and backbones
+
+def test_plugins_register_and_import_light(reg):
+    for kind, name, fields in [("backbones", "tiny_vit", {}), ("backbones", "dinov2", {"freeze": "partial", "freeze_blocks": 2}),
+                               ("heads", "para_volume", {"height_bins": 1}), ("heads", "act_regression", {"space": "image"}),
+                               ("objectives", "behavior_cloning", {}), ("objectives", "point_track_2d", {})]:
+        check_config_roundtrip(reg, kind, name, **fields)
+    for module in ("backbones.vit", "heads.para", "heads.act", "objectives.losses"):
+        check_light_import(f"pxp.plugins.{module}")
+    check_light_import("pxp.core.training")
+
+
+def test_tiny_vit_and_random_dinov2_shapes(reg):
+    check_backbone(reg, "tiny_vit", image_size=64, **{k: v for k, v in TINY.items() if k != "image_size"})
+    cfg = DinoV2Config(image_size=28, model_kwargs={"depth": 1})
+    bb = reg.create("backbones", cfg)
+    fmap, cls = bb(torch.randn(2, 3, 28, 28))
+    assert fmap.shape == (2, 384, 2, 2) and cls.shape == (2, 384)
+    assert bb.weights_info == {"source": "random init"} and bb.patch_size == 14
+
+
+def _dinov2_like(depth=2, img=56):
+    import timm
+
+    torch.manual_seed(1)
+    return timm.create_model("vit_small_patch14_dinov2", depth=depth, img_size=img, num_classes=0)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "meta_pth"])
+def test_dinov2_loads_local_weights(reg, tmp_path, fmt):
+    """Weights written from the same timm model class load exactly; Meta's .pth layout (with its
+    mask_token) is accepted; the report records the file and its sha256."""
+    src = _dinov2_like()
+    state = {k: v.clone() for k, v in src.state_dict().items()}
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        path = tmp_path / "dinov2.safetensors"
+        save_file(state, str(path))
+    else:
+        path = tmp_path / "dinov2_vits14_pretrain.pth"
+        torch.save({**state, "mask_token": torch.zeros(1, 384)}, path)
+    bb = reg.create("backbones", DinoV2Config(weights=str(path), image_size=56, model_kwargs={"depth": 2}))
+    loaded = bb.model.state_dict()
+    assert set(loaded) == set(state)
+    for k, v in state.items():
+        assert torch.equal(loaded[k], v), k
+    assert bb.weights_info == {"source": str(path), "sha256": pol._sha256(path.read_bytes())}
+    # A different input size resamples the position embeddings instead of failing.
+    bb70 = reg.create("backbones", DinoV2Config(weights=str(path), image_size=70, model_kwargs={"depth": 2}))
+    assert bb70(torch.randn(1, 3, 70, 70))[0].shape == (1, 384, 5, 5)
+    assert torch.equal(bb70.model.blocks[1].mlp.fc2.weight, state["blocks.1.mlp.fc2.weight"])
+
+
+def test_dinov2_missing_weights_is_a_clear_error(reg, tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        reg.create("backbones", DinoV2Config(weights=str(tmp_path / "nope.pth"), image_size=28, model_kwargs={"depth": 1}))
+
+
+def test_freeze_modes(reg):
+    full = reg.create("backbones", TinyViTConfig(**TINY, freeze="all"))
+    assert not any(p.requires_grad for p in full.parameters())
+    part = reg.create("backbones", TinyViTConfig(**TINY, freeze="partial", freeze_blocks=1))
+    assert not any(p.requires_grad for p in part.model.blocks[0].parameters())
+    assert not part.model.patch_embed.proj.weight.requires_grad
+    assert all(p.requires_grad for p in part.model.blocks[1].parameters())
+    with pytest.raises(ValueError, match="freeze_blocks"):
+        DinoV2Config(freeze="partial")
+
+
+# ---------------------------------------------------------------- heads
+
+def test_head_output_shapes(reg):
+    b = _batch(B=3, T=2)
+    p = _policy(reg, ParaVolumeConfig(horizon=2, height_bins=8, heatmap_size=32, hidden_dim=16))
+    out = p.forward(b, teacher=True)
+    assert out["logits"].shape == (3, 2, 8, 32, 32) and out["gripper_logits"].shape == (3, 2, 2)
+    assert p.forward(b)["gripper_logits"].shape == (3, 2, 2)  # inference: read at the argmax pixel
+    a = _policy(reg, ActRegressionConfig(horizon=2, workspace_low=(-0.5, -0.5, 0.8), workspace_high=(0.5, 0.5, 1.4)))
+    out = a.forward(b)
+    assert out["pos01"].shape == (3, 2, 3) and out["gripper_logits"].shape == (3, 2, 2)
+    assert ((out["pos01"] >= 0) & (out["pos01"] <= 1)).all()
+    a2 = _policy(reg, ActRegressionConfig(horizon=5, space="image", workspace_low=(-1, -1, 0), workspace_high=(1, 1, 2)))
+    assert a2.forward(b)["pos01"].shape == (3, 5, 2)
+
+
+def test_act_without_workspace_refuses_to_run(reg):
+    a = _policy(reg, ActRegressionConfig(horizon=2))
+    with pytest.raises(RuntimeError, match="workspace"):
+        a.forward(_batch())
+
+
+# ---------------------------------------------------------------- PARA geometry
+
+CFG = ParaVolumeConfig(horizon=1, height_bins=32, height_range=(0.88, 1.20), heatmap_size=64)
+
+
+def test_para_decode_encode_within_half_a_bin():
+    cam = look_at_camera(128, 128)
+    rng = np.random.default_rng(0)
+    targets = rng.uniform([-0.15, -0.2, 0.89], [0.15, 0.2, 1.19], size=(500, 3))
+    cells, bins = para.encode(targets, cam, CFG)
+    decoded = para.decode_cells(cells, bins, cam, CFG)
+    half_bin = (CFG.height_range[1] - CFG.height_range[0]) / CFG.height_bins / 2
+    assert np.abs(decoded[:, 2] - targets[:, 2]).max() <= half_bin + 1e-12
+    # The decoded point projects back into the same heatmap cell as the target.
+    again, _ = para.encode(decoded, cam, CFG)
+    assert (again == cells).all()
+
+
+def test_para_unproject_of_decoded_pixel_and_height_is_the_target():
+    """A target at a cell centre and a bin-centre height survives encode → logits → decode exactly,
+    and the decoded (pixel, height) unprojects to it."""
+    cam = look_at_camera(128, 128)
+    rng = np.random.default_rng(1)
+    cells = rng.integers(8, 56, size=(40, 2))
+    bins = rng.integers(0, CFG.height_bins, size=40)
+    z = pol.height_bin_centers(CFG.height_bins, CFG.height_range)[bins]
+    targets = cam.unproject(para.cell_to_pixel(cells, cam, CFG), z)
+    for target, cell, b in zip(targets, cells, bins):
+        logits = torch.full((1, CFG.height_bins, 64, 64), -5.0)
+        enc_cell, enc_bin = para.encode(target[None], cam, CFG)
+        assert (enc_cell[0] == cell).all() and enc_bin[0] == b
+        logits[0, enc_bin[0], enc_cell[0, 0], enc_cell[0, 1]] = 5.0
+        xyz, pixel, _, _ = para.decode(logits, cam, CFG)
+        np.testing.assert_allclose(xyz[0], target, atol=1e-9)
+        np.testing.assert_allclose(cam.unproject(pixel[0], xyz[0, 2]), target, atol=1e-9)
+        np.testing.assert_allclose(cam.project(target), pixel[0], atol=1e-6)
+
+
+def test_training_targets_match_geometry(reg):
+    """The head's flat training index is the same (bin, cell) that encode() gives from the camera."""
+    b = _batch(B=4, T=3, size=64)
+    cfg = ParaVolumeConfig(horizon=3, height_bins=16, heatmap_size=32, hidden_dim=8)
+    head = _policy(reg, cfg).head
+    flat = head.volume_targets(pol.image_uv(b, "target_pixel"), b["target_pos"][..., 2]).numpy()
+    cells, bins = para.encode(b["target_pos"].double().numpy(), look_at_camera(64, 64), cfg)
+    assert (flat == bins * 32 * 32 + cells[..., 0] * 32 + cells[..., 1]).all()
+
+
+def test_height_bins_agree_with_the_loader():
+    z = np.linspace(0.8, 1.3, 301)
+    for n in (1, 7, 32):
+        ours = pol.height_bin_index(z, n, (0.88, 1.2))
+        assert (ours == loader_height_bin_index(z, n, (0.88, 1.2))).all()
+        assert (pol.height_bin_index(torch.as_tensor(z), n, (0.88, 1.2)).numpy() == ours).all()
+
+
+# ---------------------------------------------------------------- objectives
+
+def test_objectives(reg):
+    b = _batch(B=2, T=2)
+    bc, pt = reg.create("objectives", BehaviorCloningConfig()), reg.create("objectives", PointTrack2DConfig())
+    flat = _policy(reg, ParaVolumeConfig(horizon=2, height_bins=1, heatmap_size=16, hidden_dim=8))
+    out = flat.forward(b, teacher=True)
+    _, parts = bc(out, b, flat.head)
+    loss2d, parts2d = pt(out, b, flat.head)
+    # With one height bin the 2D heatmap loss is exactly the volume cross-entropy.
+    assert torch.allclose(parts["loss/volume_ce"], loss2d) and set(parts2d) == {"loss/heatmap_ce"}
+    act = _policy(reg, ActRegressionConfig(horizon=2, workspace_low=(-1, -1, 0), workspace_high=(1, 1, 2)))
+    loss, parts = bc(act.forward(b), b, act.head)
+    assert set(parts) == {"loss/position_l1", "loss/gripper_ce"} and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="space: image"):
+        pt(act.forward(b), b, act.head)
+
+
+# ---------------------------------------------------------------- predict + checkpoints
+
+def test_predict_contract_and_checkpoint_roundtrip(reg, tmp_path):
+    p = _policy(reg, ParaVolumeConfig(horizon=3, height_bins=8, heatmap_size=32, hidden_dim=16))
+    cam = look_at_camera(128, 128)  # the scene renders at 128; the image passed in is 64
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    state = {"eef_pos": np.array([0.0, 0.0, 1.1]), "eef_pixel": cam.scaled(64, 64).project([0.0, 0.0, 1.1]), "gripper": 0.0}
+    a = p.predict(img, state, cam)
+    assert a.shape == (3, 4) and np.isfinite(a).all() and ((a[:, 3] >= 0) & (a[:, 3] <= 1)).all()
+    assert ((a[:, 2] > 0.88) & (a[:, 2] < 1.2)).all()  # PARA heights are bin centres
+    pol.write_checkpoint(tmp_path / "ck", 7, p.state_dict(), None, {"policy": p.config, "weights_info": p.weights_info})
+    q = pol.load_policy(tmp_path / "ck")
+    assert q.step == 7 and q.weights_info == {"source": "random init"}
+    np.testing.assert_array_equal(q.predict(img, state, cam), a)
+
+
+def test_tampered_checkpoint_is_refused(tmp_path):
+    pol.write_checkpoint(tmp_path, 1, {"w": torch.ones(10)}, None, {})
+    marker = json.loads((tmp_path / "checkpoint.json").read_text())
+    f = tmp_path / marker["files"]["model"]
+    data = bytearray(f.read_bytes())
+    data[-20] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(pol.CheckpointError, match="sha256"):
+        pol.read_checkpoint(tmp_path)
+    with pytest.raises(pol.CheckpointError, match="no complete checkpoint"):
+        pol.read_checkpoint(tmp_path / "empty")
+
+
+_WRITER = textwrap.dedent("""
+    import sys, torch
+    from pxp.core.policy import write_checkpoint
+    for step in range(1, 1000):
+        state = {"a": torch.full((1_500_000,), float(step)), "b": torch.full((1_500_000,), float(step))}
+        print("writing", step, flush=True)
+        write_checkpoint(sys.argv[1], step, state, {"step": step}, {"policy": {}})
+""")
+
+
+def _interrupted(d) -> bool:
+    """Evidence that the kill hit a checkpoint half way: a temp file, or data files for a step the
+    marker does not name."""
+    if not d.exists():
+        return False
+    marker = pol.read_marker(d)
+    named = set(marker["files"].values()) if marker else set()
+    return any(".tmp" in p.name or (p.suffix == ".pt" and p.name not in named) for p in d.iterdir())
+
+
+def _kill_when(proc, d, seen, timeout=60.0) -> None:
+    """SIGKILL the writer the moment ``seen(names in d)`` holds: a precise point inside a write."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        names = os.listdir(d) if d.exists() else []
+        if seen(names):
+            os.kill(proc.pid, signal.SIGKILL)
+            return
+        time.sleep(0.0005)
+    proc.kill()
+    raise AssertionError(f"writer never reached the kill point; {d} holds {names}")
+
+
+def test_checkpoint_killed_while_writing_is_never_loaded(tmp_path):
+    """SIGKILL a process at the dangerous moments of a checkpoint write: what loads is always one
+    whole earlier checkpoint (every tensor from the same step), or a clear error when none finished."""
+    points = {  # kill point → step the marker must still name afterwards (0 = none)
+        "first write, temp file": (lambda names: any(".tmp" in n for n in names), 0),
+        "data file written, marker not yet": (lambda names: "model-00000003.pt" in names and "train-00000003.pt" not in names, 2),
+        "second file half way": (lambda names: "model-00000004.pt" in names and any(".tmp" in n for n in names), 3),
+    }
+    for i, (what, (seen, expect)) in enumerate(points.items()):
+        d = tmp_path / f"t{i}"
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(d)], stdout=subprocess.DEVNULL)
+        try:
+            _kill_when(proc, d, seen)
+        finally:
+            proc.wait()
+        assert _interrupted(d), f"{what}: the kill did not land inside a write"
+        if expect == 0:
+            with pytest.raises(pol.CheckpointError, match="no complete checkpoint"):
+                pol.read_checkpoint(d)
+            continue
+        marker, model, train = pol.read_checkpoint(d, with_train_state=True)
+        assert marker["step"] == expect == train["step"], what
+        assert (model["a"] == expect).all() and (model["b"] == expect).all(), what
