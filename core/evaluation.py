@@ -64,8 +64,10 @@ def run_episode(task: EpisodeTask) -> dict:
     """Worker entry point: roll out one task (module-level so it pickles for spawn)."""
     from .rollout import rollout
 
-    scene = pool.worker_cache(task.scene.model_dump_json(), lambda: _make_scene(task.scene), slot="scene")
+    # The policy (torch, timm → triton) loads BEFORE the scene renders: importing triton after Mesa's
+    # llvmpipe has created an EGL context segfaults (two LLVMs in one process; measured here).
     policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task), slot="policy")
+    scene = pool.worker_cache(task.scene.model_dump_json(), lambda: _make_scene(task.scene), slot="scene")
     if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
         policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
     ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,

@@ -7,8 +7,8 @@
     outcome = scene.outcome()
 
 ``scene.servo`` is the ONLY path from a prediction to the robot, and :func:`_execute` is the only
-place in pxp that calls it. The policy never receives the scene: it gets a read-only copy of the
-image, a fresh state dict of copies and a copy of the camera, so it cannot step, teleport or replay
+place in pxp that calls it. The policy never receives the scene: it gets a copy of the image, a
+fresh state dict of copies and a copy of the camera, so it cannot step, teleport or replay
 anything on its own. (An earlier public PARA-vs-ACT experiment had one policy silently fall through
 to open-loop stepping; ``tests/test_rollout.py`` checks that both built-in policies go through here.)
 A malformed prediction raises :class:`PredictionError` instead of being "repaired".
@@ -104,8 +104,7 @@ def rollout(
 
 def _predict(policy, obs: dict, camera: Camera) -> np.ndarray:
     """Ask the policy with copies only: whatever it does to them cannot reach the simulator."""
-    image = np.array(obs["image"], dtype=np.uint8, copy=True)
-    image.setflags(write=False)
+    image = np.array(obs["image"], dtype=np.uint8, copy=True)  # writable: torch warns on read-only arrays
     state = {
         "eef_pos": np.array(obs["eef_pos"], dtype=float),
         "eef_pixel": np.array(obs["eef_pixel"], dtype=float),
