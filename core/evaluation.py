@@ -106,7 +106,9 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
     from .video import write_video
 
     caption = f"{task.policy}  cell {task.cell}  seed {task.seed}"
-    write_video(task.video_path, np.stack(frames), stages=stages, caption=caption)
+    hold = 20  # the last frame stays up for a second at 20 fps, so the outcome badge can be read
+    write_video(task.video_path, np.stack(frames + frames[-1:] * hold), stages=list(stages) + list(stages[-1:]) * hold,
+                caption=caption, fps=20)
     return str(task.video_path)
 
 
