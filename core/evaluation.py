@@ -41,7 +41,8 @@ class EpisodeTask:
     device: str = "cpu"
     max_steps: int = 600
     replan_every: int = 1
-    steps_per_target: int | None = None
+    steps_per_target: int | None = None  # explicit, from the evaluator config
+    trained_stride: int | None = None  # the policy's train.target_stride (the fallback)
     video_path: str | None = None  # record this episode to this mp4
     labels: dict = field(default_factory=dict)  # evaluator-specific (theta, phi, demos, init …)
 
@@ -72,6 +73,7 @@ def run_episode(task: EpisodeTask) -> dict:
         policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
     ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,
                  replan_every=task.replan_every, steps_per_target=task.steps_per_target,
+                 trained_stride=task.trained_stride,
                  record_frames=task.video_path is not None, meta=_meta(task))
     ep["video"] = _write_video(task, ep)
     return ep
@@ -369,7 +371,7 @@ class Evaluator:
         defaults = dict(evaluation=self.name(ctx), evaluator=cfg.type, policy=policy,
                         checkpoint=str(ctx.checkpoint_dir(policy)), scene=scene, device=str(ctx.device),
                         max_steps=cfg.max_steps, replan_every=cfg.replan_every,
-                        steps_per_target=cfg.steps_per_target or _target_stride(ctx, policy))
+                        steps_per_target=cfg.steps_per_target, trained_stride=_target_stride(ctx, policy))
         return EpisodeTask(**{**defaults, **kw})
 
     def with_videos(self, ctx, tasks: list[EpisodeTask]) -> list[EpisodeTask]:

@@ -46,6 +46,7 @@ def rollout(
     max_steps: int = 600,
     replan_every: int = 1,
     steps_per_target: int | None = None,
+    trained_stride: int | None = None,
     tol: float | None = None,
     stop_when_placed: bool = True,
     record_frames: bool = False,
@@ -55,16 +56,16 @@ def rollout(
     """Run one episode; return the episode dict (see docs/evaluation.md).
 
     ``replan_every``: how many of the predicted targets to execute before predicting again (1 =
-    re-predict after every target). ``steps_per_target``: the servo's step budget per target
-    (default: the policy's ``target_stride`` attribute if it has one, else 4 — a policy trained on
-    targets s frames apart should reach one in about s control steps). ``max_steps`` bounds the
+    re-predict after every target). ``steps_per_target``: the servo's step budget per target; when
+    None, the policy's own ``target_stride`` attribute, else ``trained_stride`` (the frames between
+    the targets it was trained on: it should reach one in about that many control steps), else 4. ``max_steps`` bounds the
     episode's control steps. ``record_frames`` keeps every ``frame_every``-th image in
     ``episode["frames"]`` (uint8 arrays, for a video; not JSON) and the stage shown on each in
     ``episode["frame_stages"]``.
     """
     if replan_every < 1 or max_steps < 1:
         raise ValueError("replan_every and max_steps must be >= 1")
-    budget = int(steps_per_target or getattr(policy, "target_stride", None) or 4)
+    budget = int(steps_per_target or getattr(policy, "target_stride", None) or trained_stride or 4)
     t0 = time.perf_counter()
     obs = scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
     if hasattr(policy, "reset"):

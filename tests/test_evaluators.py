@@ -237,3 +237,49 @@ def test_error_episode_fields():
     ep = evaluation.error_episode(task, "RuntimeError: boom")
     assert set(evaluation.EPISODE_FIELDS) <= set(ep)
     assert ep["outcome"] is None and ep["error"] == "RuntimeError: boom" and ep["offset"] == [0.1, 0.2]
+
+
+# ----------------------------------------------------------------------------- with the spec and the runner
+
+def _spec_dict(evaluations):
+    def pol(head):
+        return {"backbone": {"type": "tiny_vit"}, "head": {"type": head}, "objective": {"type": "behavior_cloning"},
+                "dataset": "left", "train": {"steps": 1}}
+
+    return {"name": "evaltest", "seed": 0, "scene": {"type": "libero_bowl_plate", "image_size": SIZE},
+            "datasets": {"left": {"type": "position_grid", "split": "left"}},
+            "policies": {"para": pol("para_volume"), "act": pol("act_regression")}, "evaluations": evaluations}
+
+
+def test_the_spec_checker_sees_evaluator_policies(registry):
+    from pxp.core.errors import SpecError
+    from pxp.core.spec import validate_spec
+
+    spec = validate_spec(_spec_dict({
+        "lr": {"type": "position_split", "policies": ["para", "act"], "split": "right"},
+        "vp": {"type": "viewpoint_grid", "policies": ["para"]},
+        "dis": {"type": "distractors", "policies": ["act"]},
+        "eff": {"type": "data_efficiency", "policies": {"scratch": ["para"]}}}), registry)
+    assert set(spec.evaluations) == {"lr", "vp", "dis", "eff"}
+    with pytest.raises(SpecError, match="no policy named 'ghost'"):
+        validate_spec(_spec_dict({"eff": {"type": "data_efficiency", "policies": {"pt": ["ghost"]}}}), registry)
+
+
+def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, monkeypatch):
+    """The real runner and stage context; the two checkpoints stand in for trained policies."""
+    pytest.importorskip("libero")
+    from pxp.core.runner import Runner, StageContext
+    from pxp.core.spec import validate_spec
+
+    stand_in = {"para": "builtin:expert", "act": "builtin:home"}
+    monkeypatch.setattr(StageContext, "checkpoint_dir", lambda self, name: stand_in[name])
+    spec = validate_spec(_spec_dict({"lr": {"type": "position_split", "policies": ["para", "act"], "split": "left",
+                                            "positions": 1, "episodes_per_position": 1, "max_steps": 150,
+                                            "steps_per_target": 1}}), registry)
+    Runner(spec, tmp_path, registry=registry, workers=1, quiet=True).run(("evaluation",))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [(e["evaluation"], e["policy"], e["outcome"]) for e in results["episodes"]] == [
+        ("lr", "para", "PLACE"), ("lr", "act", "MISS")]
+    summary = results["summaries"]["lr"]
+    assert summary["policies"]["para"]["place"]["n"] == 1 and summary["paired"][0]["pairs"] == 1
+    assert summary["extent"] == [[-0.32, 0.07], [-0.5, 0.1]] and len(summary["train_offsets"]) == 128
