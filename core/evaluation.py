@@ -11,6 +11,7 @@ builds its scene and loads each policy once (``pool.worker_cache``) and never se
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -129,7 +130,9 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
     todo = [t for t in tasks if t.key not in done]
     if progress is not None and done:
         progress.advance(len(tasks) - len(todo))
-    for r in pool.run_tasks(run_episode, todo, workers=workers, progress=progress):
+    n = pool.default_workers() if workers is None else int(workers)
+    init = (_limit_threads, (max(1, pool.default_workers() // n),)) if n > 1 else (None, ())
+    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1]):
         ep = r.value if r.ok else error_episode(r.task, r.error)
         if not r.ok and log is not None:
             log(f"episode {r.task.key} failed: {r.error}")
@@ -137,6 +140,13 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
         if journal is not None:
             io.append_jsonl(journal, ep)
     return [done[t.key] for t in tasks]
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: N workers × all-core torch thread pools would oversubscribe the CPU.
+    Runs before torch is imported in the worker, so the environment variables take effect."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
 
 
 def error_episode(task: EpisodeTask, message: str) -> dict:
@@ -418,3 +428,21 @@ def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Pa
 def public_episode(ep: dict) -> dict:
     """The documented episode fields first, then anything extra (labels, key)."""
     return {**{k: ep.get(k) for k in EPISODE_FIELDS}, **{k: v for k, v in ep.items() if k not in EPISODE_FIELDS}}
+
+
+def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | None = None, registry=None) -> Path:
+    """Re-evaluate a finished run's saved checkpoints and rewrite results.json (``pxp eval RUN_DIR``).
+
+    ``episodes_override`` sets every evaluation's ``episodes_per_position`` (e.g. more episodes for
+    tighter intervals); the evaluations always re-run (``force``), datasets and training are untouched.
+    """
+    from .runner import Runner
+    from .spec import load_spec
+
+    run_dir = Path(run_dir)
+    spec = load_spec(run_dir / "spec.resolved.yaml", registry)
+    if episodes_override is not None:
+        for name, cfg in spec.evaluations.items():
+            spec.evaluations[name] = type(cfg).model_validate({**cfg.model_dump(), "episodes_per_position": int(episodes_override)})
+    Runner(spec, run_dir, registry=registry, workers=workers, force=True).run(("evaluation",))
+    return run_dir / "results.json"
