@@ -372,7 +372,8 @@ def height_bin_index(z, n_bins: int, z_range: tuple[float, float]) -> np.ndarray
     z0, z1 = float(z_range[0]), float(z_range[1])
     if n_bins < 1 or not z1 > z0:
         raise ValueError(f"need n_bins >= 1 and z_max > z_min, got {n_bins}, {z_range}")
-    idx = np.floor((np.asarray(z, dtype=np.float64) - z0) / (z1 - z0) * n_bins)
+    # the same arithmetic as pxp.core.policy.height_bin_index, so labels and decoding agree at bin edges
+    idx = np.floor((np.asarray(z, dtype=np.float64) - z0) * (n_bins / (z1 - z0)))
     return np.clip(idx, 0, n_bins - 1).astype(np.int64)
 
 

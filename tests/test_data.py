@@ -193,3 +193,12 @@ def test_height_bins():
     assert np.allclose(c[[0, -1]], [0.925, 1.175]) and height_bin_index(c, 6, (0.9, 1.2)).tolist() == list(range(6))
     with pytest.raises(ValueError):
         height_bin_index(1.0, 0, (0.9, 1.2))
+
+
+def test_height_bins_match_the_policy_decoder():
+    # training labels (here) and the PARA head's decoding (pxp.core.policy) must bin identically
+    from pxp.core.policy import height_bin_index as policy_bins
+
+    z = np.concatenate([np.random.default_rng(0).uniform(0.85, 1.25, 2000), height_bin_centers(32, (0.9, 1.2)),
+                        0.9 + np.arange(33) * 0.3 / 32])  # bin edges included
+    assert np.array_equal(height_bin_index(z, 32, (0.9, 1.2)), policy_bins(z, 32, (0.9, 1.2)))
