@@ -27,9 +27,8 @@ import mujoco  # noqa: E402
 
 from pxp.core.camera import Camera  # noqa: E402
 
-from .libero_bddl import task_bddl  # noqa: E402
-
 from .libero import BOWL_XY as _BOWL_XY, PLATE_XY as _PLATE_XY  # noqa: E402
+from .libero_bddl import task_bddl  # noqa: E402
 
 BOWL, PLATE = "akita_black_bowl_1", "plate_1"
 BOWL_XY, PLATE_XY = np.array(_BOWL_XY), np.array(_PLATE_XY)
@@ -78,6 +77,7 @@ class LiberoScene:
         self.cfg = cfg
         self._renderer = None
         self._closed = False
+        self._grasped, self._bowl_rest_z = False, 0.0  # episode state, set by reset()
         self._env = ControlEnv(
             bddl_file_name=str(task_bddl(cfg.clutter, _cache_dir())), controller="OSC_POSE",
             use_camera_obs=False, has_offscreen_renderer=False, has_renderer=False,
@@ -104,32 +104,42 @@ class LiberoScene:
         inner.step = guarded_step
         self._raw_step = raw_step
 
+    def _id(self, kind, name: str) -> int:
+        i = mujoco.mj_name2id(self.model, kind, name)
+        if i < 0:
+            raise RuntimeError(f"LIBERO model has no {kind.name[6:].lower()} {name!r} (changed LIBERO version?)")
+        return i
+
+    def _qadr(self, joint: str) -> int:
+        return int(self.model.jnt_qposadr[self._id(mujoco.mjtObj.mjOBJ_JOINT, joint)])
+
     def _bind_model(self) -> None:
         self.model, self.data = self._env.sim.model._model, self._env.sim.data._data
-        m = self.model
-        name = lambda kind, i: mujoco.mj_id2name(m, kind, i) or ""  # noqa: E731
-        self._cam_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, "agentview")
+        m, obj = self.model, mujoco.mjtObj
+        self._cam_id = self._id(obj.mjOBJ_CAMERA, "agentview")
         self._cam_default = (m.cam_pos[self._cam_id].copy(), m.cam_quat[self._cam_id].copy())
-        self._site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "gripper0_grip_site")
-        self._bowl_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, BOWL + "_main")
-        self._plate_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, PLATE + "_main")
-        self._bowl_qadr = m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, BOWL + "_joint0")]
-        self._plate_qadr = m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, PLATE + "_joint0")]
-        self._arm_qadr = np.array([m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"robot0_joint{i}")]
-                                   for i in range(1, 8)])
-        self._finger_qadr = np.array([m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"gripper0_finger_joint{i}")]
-                                      for i in (1, 2)])
-        body_of = lambda g: name(mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[g])  # noqa: E731
-        self.robot_geoms = np.array([g for g in range(m.ngeom) if body_of(g).startswith(ROBOT_PREFIXES)])
-        self._gripper_geoms = np.array([g for g in range(m.ngeom) if body_of(g).startswith("gripper0_")])
-        self._bowl_geoms = np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] == self._bowl_body])
+        self._site = self._id(obj.mjOBJ_SITE, "gripper0_grip_site")
+        self._bowl_body = self._id(obj.mjOBJ_BODY, BOWL + "_main")
+        self._plate_body = self._id(obj.mjOBJ_BODY, PLATE + "_main")
+        self._bowl_qadr, self._plate_qadr = self._qadr(BOWL + "_joint0"), self._qadr(PLATE + "_joint0")
+        self._arm_qadr = np.array([self._qadr(f"robot0_joint{i}") for i in range(1, 8)])
+        self._finger_qadr = np.array([self._qadr(f"gripper0_finger_joint{i}") for i in (1, 2)])
+        body = [mujoco.mj_id2name(m, obj.mjOBJ_BODY, m.geom_bodyid[g]) or "" for g in range(m.ngeom)]
+        self.robot_geoms = np.array([g for g, b in enumerate(body) if b.startswith(ROBOT_PREFIXES)])
+        self._gripper_geoms = np.array([g for g, b in enumerate(body) if b.startswith("gripper0_")])
+        self._bowl_geoms = np.flatnonzero(m.geom_bodyid == self._bowl_body)
+        self._setup_rendering()
+
+    def _setup_rendering(self) -> None:
+        m = self.model
         # Hide by group, not alpha: physics ignores groups, and one option flag switches the robot.
         vis = self.robot_geoms[m.geom_group[self.robot_geoms] == 1]
         m.geom_group[vis] = HIDDEN_GROUP
         self.default_offsamples = int(m.vis.quality.offsamples)
-        m.vis.quality.offsamples = 0  # no MSAA: 3x faster on llvmpipe (DESIGN.md §5)
+        m.vis.quality.offsamples = 0  # no MSAA: ≈ 3x faster on llvmpipe (DESIGN.md §5)
         size = self.cfg.image_size
-        m.vis.global_.offwidth, m.vis.global_.offheight = max(m.vis.global_.offwidth, size), max(m.vis.global_.offheight, size)
+        m.vis.global_.offwidth = max(m.vis.global_.offwidth, size)
+        m.vis.global_.offheight = max(m.vis.global_.offheight, size)
         self._opts = {}
         for shown in (True, False):
             opt = mujoco.MjvOption()
@@ -383,9 +393,6 @@ class LiberoScene:
             self._in_servo = False
         return {"reached": err < tol, "steps": steps, "error": err}
 
-    _grasped = False
-    _bowl_rest_z = 0.0
-
     def _is_grasp_now(self) -> bool:
         return self.bowl_pos[2] - self._bowl_rest_z > self.cfg.lift_threshold and self._bowl_held()
 
@@ -410,7 +417,9 @@ def draw_disc(img: np.ndarray, center_uv, radius: float, color) -> np.ndarray:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("PXP_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "pxp")
+    """Where the generated clean BDDL lives: $PXP_CACHE_DIR, else $XDG_CACHE_HOME/pxp, else ~/.cache/pxp."""
+    xdg = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    root = os.environ.get("PXP_CACHE_DIR") or os.path.join(xdg, "pxp")
     path = Path(root) / "scenes"
     try:
         path.mkdir(parents=True, exist_ok=True)
