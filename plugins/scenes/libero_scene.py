@@ -380,11 +380,12 @@ class LiberoScene:
         try:
             while steps < max(1, max_steps):
                 pos = np.clip(c.servo_gain * (target - self._eef_pos()), -1.0, 1.0)
-                rot = np.clip(_rotation_error(self._home_rot, self._eef_rot()) / 0.5, -1.0, 1.0)  # OSC: 0.5 rad/unit
+                # OSC_POSE's rotation input is a world-frame axis-angle delta, 0.5 rad per unit action
+                rot = np.clip(_rotation_error(self._home_rot, self._eef_rot()) / 0.5, -1.0, 1.0)
                 self._raw_step(np.concatenate([pos, rot, [grip]]))
                 steps += 1
                 err = float(np.linalg.norm(target - self._eef_pos()))
-                self._grasped |= self._is_grasp_now()
+                self._grasped |= self.stage() == "GRASP"  # outcome() needs "ever lifted while held"
                 if on_step is not None:
                     on_step(self.observe(image=image))
                 if err < tol:
@@ -392,9 +393,6 @@ class LiberoScene:
         finally:
             self._in_servo = False
         return {"reached": err < tol, "steps": steps, "error": err}
-
-    def _is_grasp_now(self) -> bool:
-        return self.bowl_pos[2] - self._bowl_rest_z > self.cfg.lift_threshold and self._bowl_held()
 
     # -- expert -------------------------------------------------------------------------------
     def run_expert(self, record: bool = True, skip_close: bool = False, stop_after: str | None = None) -> dict:
