@@ -340,7 +340,7 @@ def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log
             step += 1
             bar.advance(1)
             finished = budget.done(step)
-            if step % LOG_EVERY == 0 or step % tcfg.eval_every == 0 or finished:
+            if step % LOG_EVERY == 0 or step == 1 or step % tcfg.eval_every == 0 or finished:
                 row = _flush(acc, bad, step, since, parts, tcfg.lr * f, budget, out_dir, state)
                 state["first_loss"] = state["first_loss"] or row["loss"]
                 state["last"] = row
