@@ -322,47 +322,68 @@ def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log
     meta.update(policy=policy.config, weights_info=policy.weights_info, train=_dump(tcfg))
 
     dtype = amp_dtype(tcfg.amp, policy.device)
-    step_fn = make_train_step(policy, objective, optimizer, dtype)
+    loop = LoopStep(policy, objective, optimizer, tcfg, dtype)
     data = Batches(train_ds, tcfg.batch_size, tcfg.seed, policy.device, tcfg.num_workers, epoch)
     budget = _Budget(tcfg.steps, tcfg.minutes, elapsed)
     state = {"data": data, "last_good": read_marker(out_dir), "first_loss": None, "last": None, "holdout": None}
-    acc, bad, since = None, torch.zeros((), device=policy.device), step
+    since = step
     policy.net.train()
     with (progress or _rich_progress)(description, tcfg.steps) as bar:
         while not budget.done(step):
-            f = lr_factor(step, budget.progress(step), tcfg.warmup_steps, tcfg.schedule)
-            for g in optimizer.param_groups:
-                g["lr"] = tcfg.lr * f
-            loss, parts = step_fn(next(data))
-            vec = torch.stack([loss.float(), *[p.float() for p in parts.values()]])
-            acc = vec if acc is None else acc + vec
-            bad = bad + (~torch.isfinite(loss)).float()
+            lr = loop(next(data), step, budget.progress(step))
             step += 1
             bar.advance(1)
             finished = budget.done(step)
             if step % LOG_EVERY == 0 or step == 1 or step % tcfg.eval_every == 0 or finished:
-                row = _flush(acc, bad, step, since, parts, tcfg.lr * f, budget, out_dir, state)
+                row = loop.flush(step, since, lr, budget, out_dir, state)
                 state["first_loss"] = state["first_loss"] or row["loss"]
                 state["last"] = row
                 io.append_jsonl(metrics_path, row)
-                acc, since = None, step
+                since = step
             if step % tcfg.eval_every == 0 or finished:
                 _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype, step, budget,
                                    out_dir, meta, state, finished, log)
     return state["summary"]
 
 
-def _flush(acc, bad, step, since, parts, lr, budget, out_dir, state) -> dict:
-    """Average the interval's losses (one host sync) and stop on NaN."""
-    if float(bad) > 0:
-        good = state["last_good"]
-        where = f"step {good['step']} in {out_dir}" if good else "none (no checkpoint had been written)"
-        raise TrainingDiverged(f"loss became NaN/inf between steps {since + 1} and {step} (lr {lr:.2e}); "
-                               f"training stopped. Last good checkpoint: {where}. Try a lower lr or amp: off.")
-    vals = (acc / (step - since)).tolist()
-    row = {"step": step, "split": "train", "lr": lr, "elapsed_s": round(budget.elapsed, 3), "loss": vals[0]}
-    row.update(zip(parts.keys(), vals[1:]))
-    return row
+class LoopStep:
+    """Everything train() does in a step except logging and evaluation: the lr schedule, the
+    optimizer step, and on-device loss sums and a NaN flag (no host sync until :meth:`flush`).
+    benchmarks/bench_train.py times exactly this against a bare PyTorch loop."""
+
+    def __init__(self, policy: Policy, objective, optimizer, tcfg, dtype):
+        import torch
+
+        self.step_fn = make_train_step(policy, objective, optimizer, dtype)
+        self.optimizer, self.tcfg = optimizer, tcfg
+        self.acc, self.names = None, []
+        self.bad = torch.zeros((), device=policy.device)
+
+    def __call__(self, batch: dict, step: int, progress: float) -> float:
+        import torch
+
+        lr = self.tcfg.lr * lr_factor(step, progress, self.tcfg.warmup_steps, self.tcfg.schedule)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        loss, parts = self.step_fn(batch)
+        self.names = list(parts)
+        vec = torch.stack([loss.float(), *[p.float() for p in parts.values()]])
+        self.acc = vec if self.acc is None else self.acc + vec
+        self.bad = self.bad + (~torch.isfinite(loss)).float()
+        return lr
+
+    def flush(self, step, since, lr, budget, out_dir, state) -> dict:
+        """Average the interval's losses (one host sync) and stop on NaN."""
+        if float(self.bad) > 0:
+            good = state["last_good"]
+            where = f"step {good['step']} in {out_dir}" if good else "none (no checkpoint had been written)"
+            raise TrainingDiverged(f"loss became NaN/inf between steps {since + 1} and {step} (lr {lr:.2e}); "
+                                   f"training stopped. Last good checkpoint: {where}. Try a lower lr or amp: off.")
+        vals = (self.acc / (step - since)).tolist()
+        self.acc = None
+        row = {"step": step, "split": "train", "lr": lr, "elapsed_s": round(budget.elapsed, 3), "loss": vals[0]}
+        row.update(zip(self.names, vals[1:]))
+        return row
 
 
 def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype, step, budget, out_dir, meta, state, finished, log):
