@@ -260,7 +260,9 @@ _WRITER = textwrap.dedent("""
     for step in range(1, 1000):
         state = {"a": torch.full((1_500_000,), float(step)), "b": torch.full((1_500_000,), float(step))}
         print("writing", step, flush=True)
-        write_checkpoint(sys.argv[1], step, state, {"step": step}, {"policy": {}})
+        # A sizeable train state too, so the window between the two data files is tens of ms wide.
+        train = {"step": step, "optimizer": torch.full((3_000_000,), float(step))}
+        write_checkpoint(sys.argv[1], step, state, train, {"policy": {}})
 """)
 
 
@@ -310,3 +312,4 @@ def test_checkpoint_killed_while_writing_is_never_loaded(tmp_path):
         marker, model, train = pol.read_checkpoint(d, with_train_state=True)
         assert marker["step"] == expect == train["step"], what
         assert (model["a"] == expect).all() and (model["b"] == expect).all(), what
+        assert (train["optimizer"] == expect).all(), what
