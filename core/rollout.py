@@ -26,8 +26,6 @@ from .camera import Camera
 # Thresholds for the diagnostics (not for the outcome: that is the scene's stage detection).
 REACH_DIST = 0.08  # m, grip site ↔ bowl origin; the expert grasps the rim ≈ 6 cm from the origin
 LIFT_HEIGHT = 0.03  # m above the bowl's resting height counts as "lifted"
-PLATE_RADIUS = 0.069  # m, LIBERO's plate_1
-
 FAILURES = ("never reached the bowl", "closed too early", "never closed the gripper", "grasp failed",
             "dropped", "placed off the plate", "never released")
 
@@ -58,8 +56,8 @@ def rollout(
     ``replan_every``: how many of the predicted targets to execute before predicting again (1 =
     re-predict after every target). ``steps_per_target``: the servo's step budget per target; when
     None, the policy's own ``target_stride`` attribute, else ``trained_stride`` (the frames between
-    the targets it was trained on: it should reach one in about that many control steps), else 4. ``max_steps`` bounds the
-    episode's control steps. ``record_frames`` keeps every ``frame_every``-th image in
+    the targets it was trained on: it should reach one in about that many control steps), else 4.
+    ``max_steps`` bounds the episode's control steps. ``record_frames`` keeps every ``frame_every``-th image in
     ``episode["frames"]`` (uint8 arrays, for a video; not JSON) and the stage shown on each in
     ``episode["frame_stages"]``.
     """
@@ -154,7 +152,7 @@ class _Tracker:
         self.closed = False  # the current gripper command
         self.close_dist: float | None = None  # eef–bowl distance when the gripper was first commanded closed
         self.lifted = False
-        self.dropped = False  # the bowl came back down while the gripper was still commanded closed
+        self.dropped = False  # the bowl fell out of the closed hand
         self.final: dict = {}
         self.recording, self._every, self._n = record_frames, max(1, int(frame_every)), 0
         self.frames: list[np.ndarray] = [np.array(obs["image"])] if record_frames else []
@@ -168,13 +166,14 @@ class _Tracker:
 
     def update(self, obs: dict) -> None:
         self.last = obs
-        self.min_eef_bowl = min(self.min_eef_bowl, _dist(obs["eef_pos"], obs["bowl_pos"]))
+        d = _dist(obs["eef_pos"], obs["bowl_pos"])
+        self.min_eef_bowl = min(self.min_eef_bowl, d)
         lift = float(obs["bowl_pos"][2]) - self.rest_z
         self.max_lift = max(self.max_lift, lift)
         if lift > LIFT_HEIGHT:
             self.lifted = True
-        elif self.lifted and lift < LIFT_HEIGHT / 2 and self.closed:
-            self.dropped = True
+        elif self.lifted and lift < LIFT_HEIGHT / 2 and self.closed and d > REACH_DIST:
+            self.dropped = True  # down again, hand still closed but away from it: it fell out (not lowered)
 
     def on_step(self, obs: dict) -> None:
         """servo's per-step callback, passed only while recording a video."""

@@ -266,3 +266,54 @@ def test_frames_are_recorded_for_videos(scene):
     assert len(ep["frames"]) == len(ep["frame_stages"]) == 1 + 6 // 2
     assert ep["frames"][0].shape == (SIZE, SIZE, 3) and ep["frames"][0].dtype == np.uint8
     assert set(ep["frame_stages"]) <= {"PLACE", "GRASP", "MISS"}
+
+
+def test_expert_that_closes_at_once_closed_too_early(scene):
+    class ClosedFist(ExpertPolicy):
+        def predict(self, image, state, camera):
+            out = super().predict(image, state, camera).copy()
+            out[:, 3] = 1.0
+            return out
+
+    pol = ClosedFist(chunk=4)
+    pol.prepare(scene, offset=(0.0, 0.0), view=None, seed=2)
+    ep = rollout(scene, pol, offset=(0.0, 0.0), seed=2, max_steps=120, replan_every=4)
+    assert ep["outcome"] == "MISS"
+    assert ep["diagnostics"]["first_failure"] == "closed too early"
+    assert ep["diagnostics"]["gripper_closed_at_dist"] > 0.2  # closed at home, far above the bowl
+
+
+# ----------------------------------------------------------------------------- failure labels (no simulator)
+
+def _obs(eef, bowl, plate=(0.06, 0.2, 0.90)):
+    return {"eef_pos": np.array(eef, float), "bowl_pos": np.array(bowl, float), "plate_pos": np.array(plate, float)}
+
+
+REST = (-0.06, 0.2, 0.90)
+AT_BOWL = (-0.06, 0.25, 0.94)
+
+
+def _label(script, outcome):
+    """script: (gripper command, eef, bowl) per servo call, starting from the robot at home."""
+    from pxp.core.rollout import FAILURES, _Tracker
+
+    t = _Tracker({**_obs((-0.2, 0.0, 1.17), REST), "image": None}, False, 1)
+    for grip, eef, bowl in script:
+        t.command(grip)
+        t.update(_obs(eef, bowl))
+    t.finish(t.last)
+    label = t.first_failure(outcome)
+    assert label is None or label in FAILURES
+    return label
+
+
+def test_failure_labels_follow_the_episode():
+    lifted = (-0.06, 0.2, 1.0)
+    up = (-0.06, 0.25, 1.05)
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST)], "MISS") == "grasp failed"
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted), (1, up, REST)], "GRASP") == "dropped"
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted)], "GRASP") == "never released"
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted), (0, up, (0.3, 0.2, 0.9))],
+                  "GRASP") == "placed off the plate"
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted), (0, up, (0.06, 0.2, 0.905))],
+                  "PLACE") is None
