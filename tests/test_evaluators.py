@@ -283,3 +283,10 @@ def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, mon
     summary = results["summaries"]["lr"]
     assert summary["policies"]["para"]["place"]["n"] == 1 and summary["paired"][0]["pairs"] == 1
     assert summary["extent"] == [[-0.32, 0.07], [-0.5, 0.1]] and len(summary["train_offsets"]) == 128
+
+    # pxp eval RUN_DIR: the same checkpoints again, with more episodes per position.
+    evaluation.evaluate_run(tmp_path, episodes_override=2, workers=1, registry=registry)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [(e["policy"], e["outcome"]) for e in results["episodes"]] == [
+        ("para", "PLACE"), ("para", "PLACE"), ("act", "MISS"), ("act", "MISS")]
+    assert results["summaries"]["lr"]["paired"][0]["pairs"] == 2
