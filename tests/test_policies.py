@@ -113,6 +113,23 @@ def test_dinov2_loads_local_weights(reg, tmp_path, fmt):
     assert torch.equal(bb70.model.blocks[1].mlp.fc2.weight, state["blocks.1.mlp.fc2.weight"])
 
 
+def test_dinov2_loads_from_the_local_hf_cache_offline(reg, tmp_path, monkeypatch):
+    """An HF id resolves to the file in the local cache (the layout huggingface_hub writes); no network."""
+    import huggingface_hub.constants as hf
+    from safetensors.torch import save_file
+
+    state = _dinov2_like(depth=1, img=28).state_dict()
+    snap = tmp_path / "models--someone--dinov2-test" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(snap / "model.safetensors"))
+    (tmp_path / "models--someone--dinov2-test" / "refs").mkdir()
+    (tmp_path / "models--someone--dinov2-test" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
+    bb = reg.create("backbones", DinoV2Config(weights="someone/dinov2-test", image_size=28, model_kwargs={"depth": 1}))
+    assert torch.equal(bb.model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
+    assert bb.weights_info["source"].endswith("snapshots/abc123/model.safetensors")
+
+
 def test_dinov2_missing_weights_is_a_clear_error(reg, tmp_path):
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         reg.create("backbones", DinoV2Config(weights=str(tmp_path / "nope.pth"), image_size=28, model_kwargs={"depth": 1}))
