@@ -71,6 +71,7 @@ class Policy:
         self.device = torch.device(device)
         self.net = torch.nn.ModuleDict({"backbone": backbone, "head": head}).to(self.device)
         self.backbone, self.head, self.config = backbone, head, config
+        self.step, self.target_stride = 0, None  # set by load_policy from the checkpoint
 
     @property
     def horizon(self) -> int:
@@ -257,4 +258,6 @@ def load_policy(checkpoint_dir, device="cpu", create=None) -> Policy:
     policy.device = torch.device(device)
     policy.net.to(policy.device).eval()
     policy.step = marker["step"]
+    # The rollout servoes each predicted target for as many steps as the demos spaced them.
+    policy.target_stride = (marker.get("train") or {}).get("target_stride")
     return policy

@@ -66,6 +66,7 @@ def test_para_overfits_and_predicts_through_the_camera(ctx):
     assert s["eval"]["pixel_error_px"] < 2.0 and s["eval"]["gripper_accuracy"] == 1.0
     # The checkpoint, reloaded the way evaluation does, hits the demo's targets from raw frames.
     policy = pol.load_policy(ctx.checkpoint_dir("para"))
+    assert policy.step == 100 and policy.target_stride == 4
     with open_dataset(ctx.dataset_path("demos")) as f:
         cam, frames = f.camera(0), f.read(0, "obs/agentview_rgb")
         eef, pix, grip = f.read(0, "obs/eef_pos"), f.read(0, "obs/eef_pixel"), f.read(0, "obs/gripper")
