@@ -366,13 +366,17 @@ def normalize_image(image):
     return (x - mean) / std
 
 
-def height_bin_index(z, n_bins: int, z_range: tuple[float, float]) -> np.ndarray:
-    """Index of the height bin holding ``z``: ``n_bins`` equal bins over ``[z_min, z_max]``;
-    heights outside the range go to the first / last bin."""
+def height_bin_index(z, n_bins: int, z_range: tuple[float, float]):
+    """Index of the height bin holding ``z`` (numpy or torch): ``n_bins`` equal bins over
+    ``[z_min, z_max]``; heights outside the range go to the first / last bin.
+
+    The one definition of the bin layout: labels (here) and PARA's decoding (pxp.core.policy) share it.
+    """
     z0, z1 = float(z_range[0]), float(z_range[1])
     if n_bins < 1 or not z1 > z0:
         raise ValueError(f"need n_bins >= 1 and z_max > z_min, got {n_bins}, {z_range}")
-    # the same arithmetic as pxp.core.policy.height_bin_index, so labels and decoding agree at bin edges
+    if hasattr(z, "floor") and not isinstance(z, np.ndarray):  # a torch tensor: stay on its device
+        return ((z - z0) * (n_bins / (z1 - z0))).floor().long().clamp(0, n_bins - 1)
     idx = np.floor((np.asarray(z, dtype=np.float64) - z0) * (n_bins / (z1 - z0)))
     return np.clip(idx, 0, n_bins - 1).astype(np.int64)
 

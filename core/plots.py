@@ -118,7 +118,8 @@ def training_curves(metrics: dict, path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name, rows in metrics.items():
-        pts = [(r["step"], r["loss"]) for r in rows if "step" in r and isinstance(r.get("loss"), (int, float))]
+        pts = [(r["step"], r["loss"]) for r in rows
+               if r.get("split", "train") == "train" and "step" in r and isinstance(r.get("loss"), (int, float))]
         if pts:
             s, l = zip(*pts)
             ax.plot(s, l, label=name, lw=1)

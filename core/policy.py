@@ -38,19 +38,8 @@ class CheckpointError(PxpError):
 
 # ---------------------------------------------------------------- height bins (shared with the data loader)
 
-def height_bin_index(z, n_bins: int, z_range):
-    """Index of the height bin holding world height ``z`` (numpy array or torch tensor), clamped to
-    [0, n_bins - 1]: bins split [z_min, z_max] into ``n_bins`` equal slabs."""
-    z_min, z_max = float(z_range[0]), float(z_range[1])
-    scaled = (z - z_min) * (n_bins / (z_max - z_min))
-    if hasattr(scaled, "floor"):  # torch
-        return scaled.floor().long().clamp(0, n_bins - 1)
-    return np.clip(np.floor(scaled), 0, n_bins - 1).astype(np.int64)
-
-
-def height_bin_centers(n_bins: int, z_range) -> np.ndarray:
-    z_min, z_max = float(z_range[0]), float(z_range[1])
-    return z_min + (np.arange(n_bins) + 0.5) * (z_max - z_min) / n_bins
+# The bin layout is defined once, in the data module; re-exported here for heads and decoding.
+from .data import height_bin_centers, height_bin_index  # noqa: E402,F401
 
 
 def image_uv(batch: dict, key: str):

@@ -33,6 +33,32 @@ class Doc:
     def table(self, header, rows):
         self.blocks.append(("table", header, rows))
 
+    def md(self, text: str) -> None:
+        """Markdown from a plugin (headings, pipe tables, paragraphs) as blocks, so HTML renders it too."""
+        lines, para = text.strip().splitlines(), []
+        i = 0
+        while i < len(lines):
+            line = lines[i].strip()
+            if line.startswith("|"):
+                rows = []
+                while i < len(lines) and lines[i].strip().startswith("|"):
+                    cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                    if not all(set(c) <= set(":- ") for c in cells):
+                        rows.append(cells)
+                    i += 1
+                if rows:
+                    self.table(rows[0], rows[1:])
+                continue
+            if line.startswith("#"):
+                level = len(line) - len(line.lstrip("#"))
+                self.h(min(level + 2, 6), line.lstrip("#").strip())
+            elif line:
+                para.append(line)
+            if para and (not line or i == len(lines) - 1):
+                self.p(" ".join(para))
+                para = []
+            i += 1
+
     def img(self, rel, alt):
         self.blocks.append(("img", rel, alt))
 
@@ -208,7 +234,7 @@ def _evaluation_section(doc: Doc, run_dir: Path, spec: dict, name: str, eps: lis
         _data_efficiency(doc, run_dir, spec, name, groups)
     section = _evaluator_section(ctx, cfg, summary)
     if section:
-        doc.p(section)
+        doc.md(section)
     videos = [e for e in eps if e.get("video")]
     if videos:
         doc.h(3, "Videos")

@@ -91,6 +91,8 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         policies=(dict[Annotated[str, Field(pattern=NAME)], Policy], Field(default_factory=dict)),
         evaluations=(dict[Annotated[str, Field(pattern=NAME)], _union(models["evaluators"], "evaluator")], Field(default_factory=dict)),
         report=(ReportConfig, Field(default_factory=ReportConfig)),
+        policy_groups=(dict[str, list[str]], Field(
+            default_factory=dict, description="named groups of policies (sweeps fill this in); evaluations may name a group")),
     )
 
 
@@ -125,6 +127,11 @@ def expand_sweeps(raw: dict) -> tuple[dict, dict[str, list[str]]]:
             out[f"{name}-{label}"] = member
             groups[name].append(f"{name}-{label}")
     raw["policies"] = out
+    explicit = raw.get("policy_groups") or {}
+    if isinstance(explicit, dict):
+        groups = {**explicit, **groups}
+    if groups:
+        raw["policy_groups"] = groups
     return raw, groups
 
 
@@ -194,7 +201,6 @@ def validate_spec(raw: dict, registry: Registry | None = None, source: str | Non
     problems = check_references(spec, groups)
     if problems:
         raise SpecError(problems, source=source)
-    object.__setattr__(spec, "__pxp_groups__", groups)
     return spec
 
 
@@ -203,7 +209,7 @@ def load_spec(path, registry: Registry | None = None):
 
 
 def policy_groups(spec) -> dict[str, list[str]]:
-    return getattr(spec, "__pxp_groups__", {})
+    return dict(spec.policy_groups)
 
 
 def referenced_policies(config) -> list[str]:
@@ -248,6 +254,12 @@ def check_references(spec, groups: dict[str, list[str]]) -> list[tuple[str, str]
             elif pol.init_from == name:
                 problems.append((f"policies.{name}.init_from", "a policy cannot initialise from itself"))
     problems += _init_cycles(spec)
+    for group, members in spec.policy_groups.items():
+        if group in policies:
+            problems.append((f"policy_groups.{group}", "a group cannot share its name with a policy"))
+        for m in members:
+            if m not in policies:
+                problems.append((f"policy_groups.{group}", f"no policy named {m!r}"))
     for section in ("datasets", "evaluations"):
         for name, cfg in getattr(spec, section).items():
             overrides = getattr(cfg, "scene", None)

@@ -15,7 +15,8 @@ from pxp.core.errors import PluginError, SpecError
 from pxp.core.hookspecs import hookimpl
 from pxp.core.plugins import load_registry, set_registry
 from pxp.core.runner import Runner
-from pxp.core.spec import expand_sweeps, validate_spec
+from pxp.core.spec import dump_spec, expand_sweeps, validate_spec
+import yaml
 from tests import core_plugins
 from tests.core_plugins import ToyPlugin, toy_spec
 
@@ -119,6 +120,15 @@ def test_sweeps_expand_and_groups_resolve(toy_registry):
     assert spec.policies["p-demos3-seed1"].demos == 3 and spec.policies["p-demos3-seed1"].train.seed == 1
     _, groups = expand_sweeps(raw)
     assert len(groups["p"]) == 4
+    raw["evaluations"]["e"]["policies"] = ["p"]  # a group name
+    spec = validate_spec(raw, toy_registry)
+    again = validate_spec(yaml.safe_load(dump_spec(spec)), toy_registry)  # what `pxp eval` reloads
+    assert again.policy_groups["p"] == groups["p"] and sorted(again.policies) == sorted(spec.policies)
+
+
+def test_policy_group_members_must_exist(toy_registry):
+    got = problems(toy_spec(policy_groups={"g": ["p", "nope"]}), toy_registry)
+    assert "no policy named 'nope'" in got["policy_groups.g"]
 
 
 # ---------------------------------------------------------------- CLI

@@ -19,6 +19,13 @@ def _gl_setup() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     # robosuite warns "No private macro file found!" on import; the logger has no level of its own.
     logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+    # Importing triton (pulled in by timm/torchvision) after Mesa's llvmpipe has rendered segfaults the
+    # process; importing it first is safe and cheap (~0.1 s). This matters when data generation runs
+    # in-process (workers=1) and training follows in the same interpreter.
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
 
 
 _gl_setup()
