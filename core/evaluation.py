@@ -41,7 +41,7 @@ class EpisodeTask:
     cell: Any = None  # grid cell index / viewpoint label: what the summary groups by
     device: str = "cpu"
     max_steps: int = 600
-    replan_every: int = 1
+    replan_every: Optional[int] = None
     steps_per_target: int | None = None  # explicit, from the evaluator config
     trained_stride: int | None = None  # the policy's train.target_stride (the fallback)
     video_path: str | None = None  # record this episode to this mp4
@@ -281,7 +281,8 @@ class EvaluatorConfig(BaseModel):
     seed: int = Field(0, description="picks test positions and episode seeds (the same for every policy)")
     scene: dict = Field(default_factory=dict, description="overrides of the spec's scene config")
     videos: int = Field(0, ge=0, description="episodes per policy recorded as mp4")
-    replan_every: int = Field(1, ge=1, description="predicted targets executed before predicting again")
+    replan_every: Optional[int] = Field(
+        None, ge=1, description="predicted targets executed before predicting again (default: the whole predicted chunk)")
     steps_per_target: Optional[int] = Field(
         None, ge=1, description="servo steps per target (default: the policy's train.target_stride)")
 

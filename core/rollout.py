@@ -42,7 +42,7 @@ def rollout(
     view=None,
     seed: int = 0,
     max_steps: int = 600,
-    replan_every: int = 1,
+    replan_every: int | None = None,
     steps_per_target: int | None = None,
     trained_stride: int | None = None,
     tol: float | None = None,
@@ -53,7 +53,8 @@ def rollout(
 ) -> dict:
     """Run one episode; return the episode dict (see docs/evaluation.md).
 
-    ``replan_every``: how many of the predicted targets to execute before predicting again (1 =
+    ``replan_every``: how many of the predicted targets to execute before predicting again (None =
+    the whole predicted chunk, 1 =
     re-predict after every target). ``steps_per_target``: the servo's step budget per target; when
     None, the policy's own ``target_stride`` attribute, else ``trained_stride`` (the frames between
     the targets it was trained on: it should reach one in about that many control steps), else 4.
@@ -61,7 +62,7 @@ def rollout(
     ``episode["frames"]`` (uint8 arrays, for a video; not JSON) and the stage shown on each in
     ``episode["frame_stages"]``.
     """
-    if replan_every < 1 or max_steps < 1:
+    if (replan_every is not None and replan_every < 1) or max_steps < 1:
         raise ValueError("replan_every and max_steps must be >= 1")
     budget = int(steps_per_target or getattr(policy, "target_stride", None) or trained_stride or 4)
     t0 = time.perf_counter()
@@ -73,7 +74,7 @@ def rollout(
     while steps < max_steps:
         targets = _predict(policy, obs, scene.camera)
         predictions += 1
-        for target in targets[:replan_every]:
+        for target in targets[:replan_every or len(targets)]:
             steps += _execute(scene, target, min(budget, max_steps - steps), tol, tracker)
             tracker.update(scene.observe(image=False))
             if steps >= max_steps:

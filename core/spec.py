@@ -209,7 +209,7 @@ def load_spec(path, registry: Registry | None = None):
 
 
 def policy_groups(spec) -> dict[str, list[str]]:
-    return dict(spec.policy_groups)
+    return dict(getattr(spec, "policy_groups", None) or {})
 
 
 def referenced_policies(config) -> list[str]:
