@@ -124,19 +124,26 @@ def run(spec_path, out, force, stages, device, workers, sets):
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--episodes", type=click.IntRange(min=1), help="Episodes per position for every evaluation.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec field, e.g. evaluations.left_to_right.episodes_per_position=10.")
+              help="Override a spec field, e.g. evaluations.left_to_right.positions=10.")
 @click.option("--workers", type=int)
-def eval_(run_dir, sets, workers):
-    """Re-evaluate a run's saved checkpoints and rewrite results.json and the report."""
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+def eval_(run_dir, episodes, sets, workers, device):
+    """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
     from .runner import Runner
+    from .spec import parse_yaml, validate_spec
 
     spec_path = run_dir / "spec.resolved.yaml"
     if not spec_path.exists():
         raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
-    spec = _load(spec_path, sets)
-    Runner(spec, run_dir, workers=workers).run(("evaluation", "report"))
-    click.echo(f"results: {run_dir / 'results.json'}")
+    raw = _apply_sets(parse_yaml(spec_path), sets)
+    if episodes:
+        for cfg in (raw.get("evaluations") or {}).values():
+            cfg["episodes_per_position"] = episodes
+    spec = validate_spec(raw, source=str(spec_path))
+    Runner(spec, run_dir, workers=workers, device=device, force=True).run(("evaluation", "report"))
+    click.echo(f"results: {run_dir / 'results.json'}\nreport: {run_dir / 'report.html'}")
 
 
 def _add_plugin_commands() -> None:
