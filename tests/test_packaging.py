@@ -41,3 +41,19 @@ def test_example_plugin_installs_and_is_listed(tmp_path):
                             str(REPO / "examples" / "pxp-cnn-backbone" / "tests")],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def test_example_plugin_is_usable_in_a_spec(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO / "examples" / "pxp-cnn-backbone")], check=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    res = subprocess.run([sys.executable, "-c", "from pxp.core.cli import main; main()", "validate",
+                          str(REPO / "specs" / "quickstart.yaml"),
+                          "--set", "policies.para.backbone={type: small_cnn, width: 32, image_size: 128}"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    bad = subprocess.run([sys.executable, "-c", "from pxp.core.cli import main; main()", "validate",
+                          str(REPO / "specs" / "quickstart.yaml"), "--set", "policies.para.backbone={type: small_cnn, widht: 3}"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "policies.para.backbone.widht" in bad.stderr and "Traceback" not in bad.stderr

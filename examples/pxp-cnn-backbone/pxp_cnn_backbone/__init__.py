@@ -18,12 +18,13 @@ class SmallCNNConfig(BaseModel):
     type: Literal["small_cnn"] = "small_cnn"
     width: int = Field(64, ge=8, description="channels of the feature map")
     stages: int = Field(3, ge=1, le=5, description="stride-2 stages; the patch size is 2**stages")
+    image_size: int = Field(128, ge=16, description="images are resized to this square size")
 
 
 def make_small_cnn(config: SmallCNNConfig):
     from .model import SmallCNN  # torch is imported only when the backbone is built
 
-    return SmallCNN(config.width, config.stages)
+    return SmallCNN(config.width, config.stages, config.image_size)
 
 
 @hookimpl

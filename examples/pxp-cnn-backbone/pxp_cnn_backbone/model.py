@@ -5,7 +5,7 @@ from torch import nn
 class SmallCNN(nn.Module):
     """Stride-2 conv stages → feature map; the global average is the CLS token."""
 
-    def __init__(self, width: int, stages: int):
+    def __init__(self, width: int, stages: int, image_size: int = 128):
         super().__init__()
         layers, c_in = [], 3
         for i in range(stages):
@@ -13,7 +13,7 @@ class SmallCNN(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(1, c_out), nn.GELU()]
             c_in = c_out
         self.body = nn.Sequential(*layers)
-        self.embed_dim, self.patch_size = width, 2 ** stages
+        self.embed_dim, self.patch_size, self.image_size = width, 2 ** stages, image_size
         self.weights_info = {"source": "random init"}
 
     def forward(self, x: torch.Tensor):
