@@ -30,15 +30,17 @@ def _save(fig, path: Path) -> Path:
 
 
 def _workspace_axes(ax, extent=None):
-    # Looking down from above with the robot at the bottom: world +x (away from the robot) is up,
-    # world +y (the robot's left) is to the left.
-    ax.set_xlabel("dy (m)  ← robot's left")
-    ax.set_ylabel("dx (m)  ↑ away from robot")
-    ax.invert_xaxis()
+    # Oriented like the default agentview image (the camera faces the robot): world +y is image right,
+    # and the robot is at the top, so dx (towards the camera) grows downwards. "left"/"right" and
+    # "near"/"far" splits then appear where their names say.
+    ax.set_xlabel("dy (m)  → image right")
+    ax.set_ylabel("dx (m)  ↓ away from the robot")
     if extent:
         (x0, x1), (y0, y1) = extent
-        ax.set_xlim(y1 + 0.03, y0 - 0.03)
-        ax.set_ylim(x0 - 0.03, x1 + 0.03)
+        ax.set_xlim(y0 - 0.03, y1 + 0.03)
+        ax.set_ylim(x1 + 0.03, x0 - 0.03)
+    else:
+        ax.invert_yaxis()
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
 

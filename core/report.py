@@ -9,6 +9,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import io, plots, stats
@@ -96,7 +97,7 @@ class Doc:
             elif b[0] == "img":
                 body.append(f'<figure><img src="{e(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption></figure>')
             elif b[0] == "video":
-                body.append(f'<figure><video src="{e(b[1])}" controls muted loop playsinline width="320"></video>'
+                body.append(f'<figure><video src="{e(b[1])}" controls autoplay muted loop playsinline preload="auto" width="320"></video>'
                             f"<figcaption>{e(b[2])}</figcaption></figure>")
         return _HTML.format(title=e(title), body="\n".join(body))
 
@@ -239,8 +240,10 @@ def _evaluation_section(doc: Doc, run_dir: Path, spec: dict, name: str, eps: lis
     if videos:
         doc.h(3, "Videos")
         for e in videos:
-            doc.video(e["video"], f"{e['policy']} — {e.get('outcome')} (seed {e.get('seed')}, "
-                                  f"{'view ' + str(e['view']) if e.get('view') else 'offset ' + str(e.get('offset'))})")
+            where = e.get("view") if e.get("view") is not None else e.get("offset")
+            what = "view θ, φ" if e.get("view") is not None else "offset dx, dy"
+            doc.video(e["video"], f"{e['policy']} — {e.get('outcome')} ({what} = "
+                                  f"{', '.join(f'{v:g}' for v in np.round(where or [], 3))}; seed {e.get('seed')})")
     strips = sorted((run_dir / "plots").glob(f"{name}_*_heatmaps*.png"))
     for s in strips:
         doc.img(_rel(run_dir, s), s.stem.replace("_", " "))
