@@ -124,6 +124,50 @@ class Policy:
             self.net.train(was_training)
         return np.concatenate([dec["xyz"][0], np.clip(dec["gripper"][0], 0, 1)[:, None]], axis=-1)
 
+    def infer(self, image, state: dict, camera: Camera) -> tuple[dict, dict]:
+        """One frame through the policy exactly as :meth:`predict` runs it, returning the raw head
+        outputs (tensors with a batch of 1: ``logits`` / ``pos01``, ``gripper_logits``) and the decoded
+        prediction (``xyz`` (1,T,3), ``pixel`` (1,T,2) in this image's pixels, ``gripper`` (1,T))."""
+        import torch
+
+        from .data import normalize_image
+
+        image = np.asarray(image)
+        H, W = image.shape[:2]
+        cam = camera if (camera.width, camera.height) == (W, H) else camera.scaled(W, H)
+        x = torch.as_tensor(np.asarray(normalize_image(image)), dtype=torch.float32)
+        if x.shape[-1] == 3 and x.shape[0] != 3:
+            x = x.permute(2, 0, 1)
+
+        def t(v, shape):
+            return torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(shape), device=self.device)
+
+        batch = {"image": x[None].to(self.device), "eef_pos": t(state["eef_pos"], (1, 3)),
+                 "eef_pixel": t(state["eef_pixel"], (1, 2)), "gripper": t(state["gripper"], (1,))}
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                out = self.forward(batch)
+                return out, self.decode(out, [cam])
+        finally:
+            self.net.train(was_training)
+
+    def heatmaps(self, image, state: dict, camera: Camera) -> np.ndarray:
+        """Volume heads: (T, h, w) per-step probability maps over the heatmap grid — the softmax over
+        the whole (height bin × pixel) volume, summed over height bins (each map sums to 1).
+        Regression heads have no heatmap: TypeError."""
+        import torch
+
+        if getattr(self.head, "output_kind", None) != "volume":
+            raise TypeError(f"{type(self.head).__name__} is a {getattr(self.head, 'output_kind', '?')!r} head: "
+                            "it predicts points, not heatmaps (use infer()/predict())")
+        out, _ = self.infer(image, state, camera)
+        logits = out["logits"][0].float()  # (T, N, h, w)
+        T, N, h, w = logits.shape
+        prob = torch.softmax(logits.reshape(T, -1), dim=-1).reshape(T, N, h, w).sum(dim=1)
+        return prob.cpu().numpy()
+
     def state_dict(self) -> dict:
         return self.net.state_dict()
 

@@ -6,6 +6,7 @@ metrics.jsonl), so ``pxp eval`` or a re-run can regenerate it. Every rate carrie
 from __future__ import annotations
 
 import html
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -165,6 +166,13 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     for e in episodes:
         evals[e["evaluation"]].append(e)
     _summary(doc, spec, evals)
+    if (spec.get("report") or {}).get("heatmaps", True):
+        try:
+            from .heatmaps import write_strips
+
+            write_strips(run_dir, spec, device=str(getattr(ctx, "device", None) or "cpu"))
+        except Exception as exc:  # the strips are extra: never lose the report over them
+            print(f"warning: heatmap strips not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     for name, eps in evals.items():
         _evaluation_section(doc, run_dir, spec, name, eps, results.get("summaries", {}).get(name, {}), ctx)
     _training_section(doc, run_dir, spec)
