@@ -19,26 +19,11 @@ from pxp.plugins.heads.para import ParaVolumeConfig
 from pxp.plugins.objectives.losses import BehaviorCloningConfig, PointTrack2DConfig
 from pxp.testing import plugin_registry
 
-from ._policy_data import Ctx, write_demos
+from ._policy_data import Ctx, one_thread, reg, write_demos  # noqa: F401  (fixtures)
 
 BACKBONE = TinyViTConfig(image_size=64, patch_size=8, embed_dim=64, depth=2, num_heads=2)
 PARA = ParaVolumeConfig(horizon=2, height_bins=8, heatmap_size=32, hidden_dim=16)
 ACT = ActRegressionConfig(horizon=2, hidden_dim=128)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: a second intra-op thread only adds contention
-    (measured 6 s vs 57 s for the same 100 steps under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def reg():
-    return plugin_registry()
 
 
 @pytest.fixture
