@@ -27,6 +27,9 @@ class PxpGroup(click.Group):
         except PxpError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             sys.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume")
+            sys.exit(130)
 
 
 def _print_spec_error(exc: SpecError) -> None:
