@@ -99,29 +99,7 @@ class Policy:
 
     def predict(self, image, state: dict, camera: Camera) -> np.ndarray:
         """uint8 (H, W, 3) image + state(eef_pos, eef_pixel, gripper) → (T, 4) world xyz + gripper."""
-        import torch
-
-        from .data import normalize_image  # the same normalisation the training batches use
-
-        image = np.asarray(image)
-        H, W = image.shape[:2]
-        cam = camera if (camera.width, camera.height) == (W, H) else camera.scaled(W, H)
-        x = torch.as_tensor(np.asarray(normalize_image(image)), dtype=torch.float32)
-        if x.shape[-1] == 3 and x.shape[0] != 3:  # tolerate an HWC normaliser
-            x = x.permute(2, 0, 1)
-
-        def t(v, shape):
-            return torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(shape), device=self.device)
-
-        batch = {"image": x[None].to(self.device), "eef_pos": t(state["eef_pos"], (1, 3)),
-                 "eef_pixel": t(state["eef_pixel"], (1, 2)), "gripper": t(state["gripper"], (1,))}
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with torch.no_grad():
-                dec = self.decode(self.forward(batch), [cam])
-        finally:
-            self.net.train(was_training)
+        _, dec = self.infer(image, state, camera)
         return np.concatenate([dec["xyz"][0], np.clip(dec["gripper"][0], 0, 1)[:, None]], axis=-1)
 
     def infer(self, image, state: dict, camera: Camera) -> tuple[dict, dict]:
@@ -130,7 +108,7 @@ class Policy:
         prediction (``xyz`` (1,T,3), ``pixel`` (1,T,2) in this image's pixels, ``gripper`` (1,T))."""
         import torch
 
-        from .data import normalize_image
+        from .data import normalize_image  # the same normalisation the training batches use
 
         image = np.asarray(image)
         H, W = image.shape[:2]
