@@ -39,7 +39,10 @@ def overlay_stage(frame: np.ndarray, stage: str | None, caption: str = "") -> np
         draw.rectangle([4, 4, 4 + w, 4 + h], fill=colour)
         draw.text((4 + pad - box[0], 4 + pad - box[1]), text, fill=(255, 255, 255), font=_font(size))
     if caption:
-        draw.text((6, img.height - size - 6), caption, fill=(255, 255, 255), font=_font(max(8, size * 3 // 4)),
+        font = _font(max(7, size * 3 // 5))
+        while len(caption) > 4 and draw.textlength(caption, font=font) > img.width - 12:
+            caption = caption[:-2].rstrip() + "…"  # keep it on the frame rather than cut at the edge
+        draw.text((6, img.height - font.size - 6), caption, fill=(255, 255, 255), font=font,
                   stroke_width=2, stroke_fill=(0, 0, 0))
     return np.asarray(img)
 
