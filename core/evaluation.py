@@ -10,6 +10,8 @@ builds its scene and loads each policy once (``pool.worker_cache``) and never se
 """
 from __future__ import annotations
 
+import abc
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -324,7 +326,7 @@ def pick_positions(scene_cfg, split, n: int | None, seed: int, grid=(16, 16), ex
 
 # ----------------------------------------------------------------------------- the plugin base class
 
-class Evaluator:
+class Evaluator(abc.ABC):
     """Base class for evaluator plugins. ``config`` is the plugin's config (an :class:`EvaluatorConfig`).
 
     Subclasses implement :meth:`episodes`; they may override :meth:`groups` (labels to break the
@@ -335,8 +337,9 @@ class Evaluator:
         self.config = config
 
     # -- what to run
+    @abc.abstractmethod
     def episodes(self, ctx) -> list[EpisodeTask]:
-        raise NotImplementedError
+        """The episodes to run: one task per (policy, position or viewpoint, seed)."""
 
     def groups(self) -> list[str]:
         return []

@@ -9,6 +9,8 @@ Cheap to import (spawn workers import this module to find :func:`run_episode`): 
 """
 from __future__ import annotations
 
+import abc
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +121,7 @@ def _pack(task: EpisodeTask, ep: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Generators
 # ---------------------------------------------------------------------------------------------
-class GridGenerator:
+class GridGenerator(abc.ABC):
     """Common driver: plan episodes, skip finished ones, run the rest, write as they arrive."""
 
     name = ""
@@ -127,11 +129,13 @@ class GridGenerator:
     def __init__(self, cfg):
         self.cfg = cfg
 
+    @abc.abstractmethod
     def grid(self, scene_cfg) -> Grid:
-        raise NotImplementedError
+        """The cells this generator covers (positions or viewpoints)."""
 
+    @abc.abstractmethod
     def plan(self, scene_cfg) -> list[EpisodeTask]:
-        raise NotImplementedError
+        """Every episode of the dataset, in a fixed order (the order resume relies on)."""
 
     def generate(self, path: Path, ctx) -> dict:
         from pxp.core.data import DatasetError, DemoWriter, open_dataset
@@ -190,9 +194,10 @@ class GridGenerator:
         import pxp
         from pxp.core.manifest import library_versions
 
+        grid = self.grid(scene_cfg)
         return {"pxp_version": pxp.__version__, "generator": self.name,
                 "generator_config": self.cfg.model_dump(mode="json"), "scene_config": scene_cfg.model_dump(mode="json"),
-                "n_planned": n_planned, "grid_shape": (self.grid(scene_cfg).rows, self.grid(scene_cfg).cols),
+                "n_planned": n_planned, "grid_shape": (grid.rows, grid.cols),
                 "libraries": library_versions()}
 
     def _extent(self, scene_cfg):
