@@ -19,11 +19,12 @@ import math
 from itertools import combinations
 
 import numpy as np
-from scipy import stats as _st
 
 OUTCOMES = ("PLACE", "GRASP", "MISS")
 WEIGHTS = {"PLACE": 1.0, "GRASP": 0.5, "MISS": 0.0}
-Z95 = float(_st.norm.isf(0.025))  # 1.959963984540054, the same critical value statsmodels uses
+# norm.isf(0.025), the critical value statsmodels uses; a literal so that importing this module (and the
+# evaluator plugins, at `pxp list-plugins` time) does not pull in scipy.stats (~0.5 s). A test checks it.
+Z95 = 1.9599639845400545
 BOOTSTRAP_SEED = 20260405  # fixed: the same episodes always give the same bootstrap interval
 BOOTSTRAP_RESAMPLES = 4000
 
@@ -79,6 +80,8 @@ def mcnemar_exact(b: int, c: int) -> float:
     """
     if b + c == 0:
         return 1.0
+    from scipy import stats as _st
+
     return float(_st.binomtest(int(b), int(b + c), 0.5).pvalue)
 
 

@@ -214,7 +214,7 @@ def test_broken_plugin_is_reported_and_others_load(tmp_path):
 def test_list_plugins_imports_no_heavy_library():
     code = ("import sys; from click.testing import CliRunner; from pxp.core.cli import cli, _add_plugin_commands; "
             "_add_plugin_commands(); r = CliRunner().invoke(cli, ['list-plugins']); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('torch','timm','mujoco','libero','robosuite') if m in sys.modules))")
+            "print(sorted(m for m in ('torch','timm','mujoco','libero','robosuite','scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

@@ -112,3 +112,11 @@ def test_paired_mcnemar_uses_only_shared_valid_keys():
     assert t == {"pairs": 3, "only_a": 2, "only_b": 1, "p_value": pytest.approx(1.0)}
     tests = stats.all_paired_tests({"para": a, "act": b})
     assert tests[0]["a"] == "act" and tests[0]["only_a"] == 1
+
+
+def test_z95_is_the_normal_quantile():
+    from scipy import stats as st
+
+    from pxp.core.stats import Z95
+
+    assert Z95 == float(st.norm.isf(0.025))
