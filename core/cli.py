@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import PxpError, SpecError
-from .plugins import KINDS, get_registry, report_failures
+from .plugins import get_registry, report_failures
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -39,26 +39,10 @@ def _print_spec_error(exc: SpecError) -> None:
         err_console.print(f"  [bold]{path or '<spec>'}[/]: {msg}", highlight=False, soft_wrap=True)
 
 
-def _apply_sets(raw: dict, sets) -> dict:
-    """``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML)."""
-    import yaml
-
-    for item in sets or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError([(key, "--set needs KEY=VALUE")])
-        node = raw
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return raw
-
-
 def _load(spec_path, sets=()):
-    from .spec import parse_yaml, validate_spec
+    from .spec import apply_overrides, parse_yaml, validate_spec
 
-    raw = _apply_sets(parse_yaml(Path(spec_path)), sets)
+    raw = apply_overrides(parse_yaml(Path(spec_path)), sets)
     return validate_spec(raw, source=str(spec_path))
 
 
@@ -134,19 +118,10 @@ def run(spec_path, out, force, stages, device, workers, sets):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 def eval_(run_dir, episodes, sets, workers, device):
     """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
-    from .runner import Runner
-    from .spec import parse_yaml, validate_spec
+    from .evaluation import evaluate_run
 
-    spec_path = run_dir / "spec.resolved.yaml"
-    if not spec_path.exists():
-        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
-    raw = _apply_sets(parse_yaml(spec_path), sets)
-    if episodes:
-        for cfg in (raw.get("evaluations") or {}).values():
-            cfg["episodes_per_position"] = episodes
-    spec = validate_spec(raw, source=str(spec_path))
-    Runner(spec, run_dir, workers=workers, device=device, force=True).run(("evaluation", "report"))
-    click.echo(f"results: {run_dir / 'results.json'}\nreport: {run_dir / 'report.html'}")
+    results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True)
+    click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 
 def _add_plugin_commands() -> None:

@@ -434,19 +434,27 @@ def public_episode(ep: dict) -> dict:
     return {**{k: ep.get(k) for k in EPISODE_FIELDS}, **{k: v for k, v in ep.items() if k not in EPISODE_FIELDS}}
 
 
-def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | None = None, registry=None) -> Path:
+def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | None = None, registry=None,
+                 sets=(), device: str | None = None, report: bool = False) -> Path:
     """Re-evaluate a finished run's saved checkpoints and rewrite results.json (``pxp eval RUN_DIR``).
 
     ``episodes_override`` sets every evaluation's ``episodes_per_position`` (e.g. more episodes for
-    tighter intervals); the evaluations always re-run (``force``), datasets and training are untouched.
+    tighter intervals) and ``sets`` are ``key=value`` overrides of the resolved spec; the evaluations
+    always re-run (``force``), datasets and training are untouched; ``report`` rewrites the report too.
     """
+    from .errors import PxpError
     from .runner import Runner
-    from .spec import load_spec
+    from .spec import apply_overrides, parse_yaml, validate_spec
 
     run_dir = Path(run_dir)
-    spec = load_spec(run_dir / "spec.resolved.yaml", registry)
+    spec_path = run_dir / "spec.resolved.yaml"
+    if not spec_path.exists():
+        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
+    raw = apply_overrides(parse_yaml(spec_path), sets)
     if episodes_override is not None:
-        for name, cfg in spec.evaluations.items():
-            spec.evaluations[name] = type(cfg).model_validate({**cfg.model_dump(), "episodes_per_position": int(episodes_override)})
-    Runner(spec, run_dir, registry=registry, workers=workers, force=True).run(("evaluation",))
+        for cfg in (raw.get("evaluations") or {}).values():
+            cfg["episodes_per_position"] = int(episodes_override)
+    spec = validate_spec(raw, registry, source=str(spec_path))
+    stages = ("evaluation", "report") if report else ("evaluation",)
+    Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
     return run_dir / "results.json"

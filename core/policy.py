@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io as _io
-import os
 import time
 from pathlib import Path
 

@@ -312,7 +312,8 @@ def _evaluator_section(ctx, cfg: dict, summary: dict) -> str:
     try:
         model = ctx.registry.get("evaluators", cfg["type"]).config_model.model_validate(cfg)
         evaluator = ctx.registry.create("evaluators", model)
-    except Exception:
+    except Exception as exc:  # the report must still be written; say what is missing from it
+        print(f"warning: report: no section from evaluator {cfg['type']!r}: {exc}", file=sys.stderr)
         return ""
     fn = getattr(evaluator, "report_section", None)
     return fn(summary) if fn else ""

@@ -59,7 +59,6 @@ class StageContext:
             yield ProgressTask(self._progress, task_id)
         finally:
             if self._progress is not None:
-                self._progress.update(task_id, visible=True)
                 self._progress.stop_task(task_id)
 
     def dataset_path(self, name: str) -> Path:
@@ -70,8 +69,6 @@ class StageContext:
         if name not in self.spec.policies and ("/" in name or Path(name).exists()):
             return Path(name)  # init_from a checkpoint directory outside the run
         return self.run_dir / "checkpoints" / name
-
-    policy_checkpoint = checkpoint_dir
 
     def eval_dir(self, name: str) -> Path:
         return self.run_dir / "evals" / name
@@ -248,15 +245,15 @@ def training_order(spec) -> list[str]:
 
 def write_results(run_dir: Path, spec) -> Path:
     """Collect every evaluation's episodes and summary into results.json."""
+    from .evaluation import write_results as write
+
     episodes, summaries = [], {}
     for name in spec.evaluations:
         data = io.read_json(Path(run_dir) / "evals" / name / "result.json")
         if data:
             episodes.extend(data["episodes"])
             summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
-    path = Path(run_dir) / "results.json"
-    io.write_json(path, {"spec": spec.name, "episodes": episodes, "summaries": summaries})
-    return path
+    return write(run_dir, episodes, summaries, spec=spec.name)
 
 
 def resolve_device(device: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -144,22 +143,28 @@ def _set_dotted(d: dict, dotted: str, value: Any) -> None:
 
 # ---------------------------------------------------------------- loading and checking
 
-def _format_loc(err: dict) -> str:
-    loc = [str(p) for p in err["loc"]]
-    # Discriminated unions put the chosen tag in the path (backbone.dinov2.weights); drop it.
-    loc = [p for i, p in enumerate(loc) if not (i > 0 and re.fullmatch(r"[a-z0-9_]+", p) and _is_tag(err, i))]
+def apply_overrides(raw: dict, sets=()) -> dict:
+    """Apply ``a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a raw spec dict, in place."""
+    for item in sets or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError([(key, "an override needs KEY=VALUE")])
+        _set_dotted(raw, key, yaml.safe_load(value))
+    return raw
+
+
+def _format_loc(err: dict, raw: dict) -> str:
+    """The error's field path in the user's spec: pydantic puts a discriminated union's chosen tag
+    in the path (policies.p.backbone.dinov2.weights); walking the input shows which parts are tags."""
+    path, node = [], raw
+    for part in err["loc"]:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue  # the union's tag, not a key the user wrote
+        path.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
     if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
-        loc.append("type")
-    return ".".join(loc)
-
-
-def _is_tag(err: dict, index: int) -> bool:
-    # Tags appear after a component field name; pydantic marks them with function-after/tagged paths.
-    parents = {"scene", "backbone", "head", "objective"}
-    loc = [str(p) for p in err["loc"]]
-    if loc[index - 1] in parents:
-        return True
-    return index >= 2 and loc[index - 2] in {"datasets", "evaluations"}
+        path.append("type")
+    return ".".join(path)
 
 
 def _format_msg(err: dict) -> str:
@@ -197,7 +202,7 @@ def validate_spec(raw: dict, registry: Registry | None = None, source: str | Non
     try:
         spec = model.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError([(_format_loc(e), _format_msg(e)) for e in exc.errors()], source=source) from None
+        raise SpecError([(_format_loc(e, raw), _format_msg(e)) for e in exc.errors()], source=source) from None
     problems = check_references(spec, groups)
     if problems:
         raise SpecError(problems, source=source)

@@ -44,8 +44,7 @@ def train_policy(name: str, policy_cfg, ctx) -> dict:
             f"holding out {len(split['holdout'])} demos; backbone weights: {policy.weights_info['source']}")
     init = None
     if policy_cfg.init_from:
-        resolve = getattr(ctx, "policy_checkpoint", None) or ctx.checkpoint_dir
-        init = Path(resolve(policy_cfg.init_from))
+        init = Path(ctx.checkpoint_dir(policy_cfg.init_from))  # a policy of the spec or a directory
     meta = {"name": name, "dataset": policy_cfg.dataset, "demos": split}
     return train(policy, objective, train_ds, hold_ds, tcfg, ctx.checkpoint_dir(name), log=ctx.log,
                  progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}")
@@ -332,8 +331,6 @@ def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log
 
 def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log, progress, init_from, meta,
            description) -> dict:
-    import torch
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"

@@ -105,7 +105,5 @@ class Ctx:
     def checkpoint_dir(self, name: str) -> Path:
         return Path(name) if "/" in name else self.root / "checkpoints" / name
 
-    policy_checkpoint = checkpoint_dir
-
     def create(self, kind, config, *args, **kwargs):
         return self.registry.create(kind, config, *args, **kwargs)

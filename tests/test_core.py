@@ -3,13 +3,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from pxp.core import plugins as plugins_mod
 from pxp.core.cli import cli
 from pxp.core.errors import PluginError, SpecError
 from pxp.core.hookspecs import hookimpl
@@ -269,3 +267,15 @@ def test_results_json_collects_episodes(tmp_path, toy_registry):
     Runner(spec, tmp_path, registry=toy_registry, quiet=True).run(STAGES)
     res = json.loads((tmp_path / "results.json").read_text())
     assert len(res["episodes"]) == 2 and res["summaries"]["e"] == {"evaluator": "toy_eval", "n": 2, "place": 1}
+
+
+def test_pxp_eval_reruns_evaluations_with_overrides(tmp_path, toy_registry):
+    spec = validate_spec(toy_spec(), toy_registry)
+    Runner(spec, tmp_path, registry=toy_registry, quiet=True).run(STAGES)
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path), "--set", "evaluations.e.episodes=5"])
+    assert res.exit_code == 0, res.output
+    assert core_plugins.CALLS[-1] == ("evaluate", "e") and ("generate", "d") not in core_plugins.CALLS[2:]
+    assert len(json.loads((tmp_path / "results.json").read_text())["episodes"]) == 5
+    assert (tmp_path / "report.html").exists()
+    missing = CliRunner().invoke(cli, ["eval", str(tmp_path / "data")])
+    assert missing.exit_code == 1 and "no spec.resolved.yaml" in missing.output

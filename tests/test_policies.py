@@ -20,7 +20,7 @@ from pxp.plugins.heads import para
 from pxp.plugins.heads.act import ActRegressionConfig
 from pxp.plugins.heads.para import ParaVolumeConfig
 from pxp.plugins.objectives.losses import BehaviorCloningConfig, PointTrack2DConfig
-from pxp.testing import check_backbone, check_config_roundtrip, check_light_import, plugin_registry
+from pxp.testing import check_backbone, check_config_roundtrip, check_light_import
 
 from ._policy_data import look_at_camera, one_thread, reg  # noqa: F401  (fixtures)
 

@@ -1,5 +1,4 @@
 """The report writer on a synthetic run directory: tables with intervals, plots and HTML assets."""
-import json
 import re
 from pathlib import Path
 

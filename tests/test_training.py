@@ -17,7 +17,6 @@ from pxp.plugins.backbones.vit import TinyViTConfig
 from pxp.plugins.heads.act import ActRegressionConfig
 from pxp.plugins.heads.para import ParaVolumeConfig
 from pxp.plugins.objectives.losses import BehaviorCloningConfig, PointTrack2DConfig
-from pxp.testing import plugin_registry
 
 from ._policy_data import Ctx, one_thread, reg, write_demos  # noqa: F401  (fixtures)
 
