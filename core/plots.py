@@ -131,3 +131,51 @@ def training_curves(metrics: dict, path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -> Path:
+    """The probe along one axis (``pxp probe``). Positions: grasp target coordinate per policy against
+    the expert's (dashed black; a policy that follows the object lies on it), then the error in cm;
+    each policy's training range is shaded in its colour. Viewpoints: error against θ, one marker per φ."""
+    plt = _plt()
+    names = list(dict.fromkeys(s["policy"] for s in samples))
+    colours = {n: f"C{i}" for i, n in enumerate(names)}
+    views = axis == "view"
+    fig, axes = plt.subplots(1, 1 if views else 2, figsize=(5.5 if views else 10, 3.8), squeeze=False)
+    err_ax = axes[0, -1]
+    for name in names:
+        rows = sorted((s for s in samples if s["policy"] == name), key=lambda s: s["position"])
+        x = np.array([s["position"] for s in rows])
+        err = np.array([s["error_cm"] for s in rows])
+        if views:
+            thetas = sorted(set(x))
+            err_ax.scatter(x, err, color=colours[name], s=14, alpha=0.6)
+            err_ax.plot(thetas, [err[x == t].mean() for t in thetas], color=colours[name], marker="o", label=f"{name} (mean over φ)")
+        else:
+            err_ax.plot(x, err, color=colours[name], marker="o", label=name)
+            err_ax.plot(x, [s["error_any_cm"] for s in rows], color=colours[name], ls=":", lw=1)
+            k = 0 if axis == "x" else 1
+            axes[0, 0].plot(x, [s["predicted"][k] for s in rows], color=colours[name], marker="o", label=name)
+        rng = train_ranges.get(name)
+        if rng is not None:
+            lo, hi = rng
+            pad = 0.4 if views else 0.004  # a single training value still shows as a band
+            for ax in axes[0]:
+                ax.axvspan(lo - pad, hi + pad, color=colours[name], alpha=0.12, lw=0)
+    if not views:
+        k = 0 if axis == "x" else 1
+        ref = sorted({(s["position"], s["true"][k]) for s in samples})
+        axes[0, 0].plot(*zip(*ref), color="k", ls="--", lw=1, label="expert's grasp")
+        axes[0, 0].set_ylabel(f"grasp target {'x' if k == 0 else 'y'} (world m)")
+        axes[0, 0].set_xlabel(xlabel)
+        axes[0, 0].set_title("predicted grasp target vs the expert's", fontsize=9)
+        axes[0, 0].grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=7)
+    err_ax.set_xlabel(xlabel)
+    err_ax.set_ylabel("grasp target error, xy (cm)")
+    err_ax.set_ylim(bottom=0)
+    err_ax.grid(alpha=0.3)
+    err_ax.legend(fontsize=7)
+    note = "" if views else "; dotted: to the nearest rim side"
+    err_ax.set_title(f"error vs {'θ' if views else 'position'} (shaded: training range{note})", fontsize=9)
+    return _save(fig, path)

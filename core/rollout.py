@@ -251,21 +251,29 @@ class ExpertPolicy:
     so the expert PLACEs exactly when the rollout path (reset, executor, stage detection) works.
     Each command is one control step (``target_stride = 1``); predict returns the next ``chunk``
     commands and assumes the rollout executes all of them (use ``replan_every = chunk``).
+    ``stop_after``: plan only up to this expert phase (a probe needs just the way to the grasp).
+    :meth:`seek` lets a probe ask it mid-episode: after ``seek(k)`` it answers from its k-th command.
     """
 
     target_stride = 1
 
-    def __init__(self, chunk: int = 1):
+    def __init__(self, chunk: int = 1, stop_after: str | None = None):
         self.chunk = int(chunk)
+        self.stop_after = stop_after
         self._actions: np.ndarray | None = None
         self._i = 0
 
     def prepare(self, scene, *, offset, view, seed) -> None:
         scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
-        self._actions = np.asarray(scene.run_expert(record=False)["action"], dtype=float)
+        episode = scene.run_expert(record=False, stop_after=self.stop_after)
+        self._actions = np.asarray(episode["action"], dtype=float)
 
     def reset(self) -> None:
         self._i = 0
+
+    def seek(self, step: int) -> None:
+        """Continue the plan from control step ``step`` of the episode (the probe's pre-grasp state)."""
+        self._i = int(step)
 
     def predict(self, image, state, camera) -> np.ndarray:
         if self._actions is None:

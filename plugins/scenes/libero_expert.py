@@ -17,11 +17,16 @@ CLOSE_STEPS, OPEN_STEPS = 12, 10
 BOWL_ON_PLATE_RISE = 0.008  # bowl body height gain when resting on the plate instead of the table (measured)
 
 
+def rim_grasps(bowl) -> np.ndarray:
+    """(2, 3) the two grip-site points that grasp the bowl's rim (fingers closing along world y):
+    the expert's choice first (the rim side nearer y = 0 keeps the arm less twisted), then the other."""
+    side = -1.0 if bowl[1] > 0 else 1.0
+    return np.array([[bowl[0], bowl[1] + s * RIM_DY, GRASP_Z] for s in (side, -side)])
+
+
 def _plan(scene, skip_close: bool):
     """Yield (phase, target, gripper, max_steps, tol) one waypoint at a time (later ones depend on earlier)."""
-    bowl = scene.bowl_pos
-    side = -1.0 if bowl[1] > 0 else 1.0  # the rim side nearer y = 0 keeps the arm less twisted
-    grasp = np.array([bowl[0], bowl[1] + side * RIM_DY, GRASP_Z])
+    grasp = rim_grasps(scene.bowl_pos)[0]
     grip = 0.0 if skip_close else 1.0
     yield "approach", np.r_[grasp[:2], HIGH_Z], 0.0, None, HIGH_TOL
     yield "descend", grasp, 0.0, None, LOW_TOL

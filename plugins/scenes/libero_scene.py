@@ -408,6 +408,19 @@ class LiberoScene:
 
         return run_expert(self, record=record, skip_close=skip_close, stop_after=stop_after)
 
+    def pregrasp(self, offset=None, view=None, seed=None) -> dict:
+        """The probe's defined state (``pxp probe``, docs/evaluation.md): reset, then the scripted expert
+        drives the arm to its pre-grasp pose above the bowl (the end of its approach, the moment before it
+        descends). Returns ``obs`` (with the rendered image), ``steps`` (control steps since the reset),
+        ``grasps`` ((k, 3) grip-site points that grasp the bowl: the expert's own first, then the rim's
+        other side) and ``object`` (the bowl's position)."""
+        from .libero_expert import rim_grasps
+
+        self.reset(offset=offset, view=view, seed=seed)
+        steps = self.run_expert(record=False, stop_after="approach")["steps"]
+        return {"obs": self.observe(), "steps": int(steps), "grasps": rim_grasps(self.bowl_pos),
+                "object": self.bowl_pos}
+
 
 def draw_disc(img: np.ndarray, center_uv, radius: float, color) -> np.ndarray:
     """Filled disc: every pixel whose centre (i+.5, j+.5) lies within ``radius`` px of ``center_uv``."""
