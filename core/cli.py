@@ -124,6 +124,43 @@ def eval_(run_dir, episodes, sets, workers, device):
     click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 
+def _floats(text: str) -> tuple:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--points", type=click.IntRange(min=2), default=9, show_default=True, help="Positions per axis line.")
+@click.option("--thetas", default="0,5,10,15,20,25", show_default=True, help="Camera tilts θ (degrees).")
+@click.option("--phis", default="0,90,180,270", show_default=True, help="Camera directions φ (degrees) for θ > 0.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Probe again even if probe.json is up to date.")
+@click.option("--report", "rewrite_report", is_flag=True, help="Rewrite report.md/html with the probe section.")
+def probe(run_dir, points, thetas, phis, device, force, rewrite_report):
+    """Does each policy's grasp target follow the object? (no rollout; see docs/evaluation.md)"""
+    from .probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
+    from .runner import resolve_device
+
+    settings = ProbeSettings(points=points, thetas=_floats(thetas), phis=_floats(phis), seed=read_spec_seed(run_dir))
+    path = run_probe(run_dir, device=resolve_device(device), settings=settings, force=force,
+                     log=lambda m: err_console.print(m, highlight=False))
+    data = json.loads(path.read_text())
+    table = Table(title="grasp target error, xy cm (expert's grasp point; in brackets: nearest rim side)")
+    for col in ("policy", "axis", "n", "in training range", "outside", "max"):
+        table.add_column(col)
+    for row in summary_rows(data):
+        table.add_row(*map(str, row))
+    Console().print(table)
+    if rewrite_report:
+        from .report import write_report
+
+        write_report(run_dir)
+    click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")
+
+
 def _add_plugin_commands() -> None:
     """Let plugins add commands; one that fails is reported like a plugin that fails to import."""
     from .plugins import PluginFailure, _env_flag, _last_line

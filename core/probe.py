@@ -303,3 +303,38 @@ def write_plots(run_dir: Path, data: dict) -> dict[str, Path]:
             ranges = {n: axis_range(r, axis) for n, r in regions.items()}
             written[axis] = plots.probe_axis(rows, axis, ranges, path, xlabel=AXIS_LABEL[axis])
     return written
+
+
+def read_spec_seed(run_dir) -> int:
+    return int(_read_spec(Path(run_dir)).get("seed") or 0)
+
+
+def summary_rows(data: dict) -> list[list]:
+    """[policy, axis, n, inside, outside, max] with 'mean (mean to the nearest rim side)' cells."""
+    rows = []
+    for name, axes in (data.get("summary") or {}).items():
+        for axis, s in axes.items():
+            rows.append([name, axis, s["n"], _cell(s, "inside_"), _cell(s, "outside_"), f"{s['max_cm']:.1f}"])
+    return rows
+
+
+def _cell(s: dict, prefix: str) -> str:
+    if not s.get(f"{prefix}n"):
+        return "–" if s.get("train_range") is not None else "range unknown"
+    return f"{s[prefix + 'mean_cm']:.1f} ({s[prefix + 'mean_any_cm']:.1f}), n={s[prefix + 'n']}"
+
+
+def ensure_probe(run_dir, device: str = "cpu", log=None) -> Path | None:
+    """The report's call: probe a run that has trained policies, with the settings of an earlier probe
+    (``pxp probe --points …``) or the defaults; cached like :func:`run_probe`. None: nothing to probe."""
+    run_dir = Path(run_dir)
+    spec = _read_spec(run_dir)
+    if not trained_policies(run_dir, spec):
+        return None
+    old = io.read_json(run_dir / "probe" / "probe.json")
+    settings = None
+    if isinstance(old, dict) and isinstance(old.get("settings"), dict):
+        s = old["settings"]
+        settings = ProbeSettings(points=int(s["points"]), thetas=tuple(s["thetas"]), phis=tuple(s["phis"]),
+                                 seed=int(s["seed"]))
+    return run_probe(run_dir, device=device, settings=settings, log=log)

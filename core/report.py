@@ -175,6 +175,7 @@ def write_report(run_dir: Path, ctx=None) -> Path:
             print(f"warning: heatmap strips not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     for name, eps in evals.items():
         _evaluation_section(doc, run_dir, spec, name, eps, results.get("summaries", {}).get(name, {}), ctx)
+    _probe_section(doc, run_dir, spec, ctx)
     _training_section(doc, run_dir, spec)
     _provenance(doc, run_dir, spec, manifest, len(episodes))
     io.write_text(run_dir / "report.md", doc.markdown())
@@ -317,6 +318,39 @@ def _evaluator_section(ctx, cfg: dict, summary: dict) -> str:
         return ""
     fn = getattr(evaluator, "report_section", None)
     return fn(summary) if fn else ""
+
+
+def _probe_section(doc: Doc, run_dir: Path, spec: dict, ctx) -> None:
+    """``pxp probe``'s results (run here if the run has trained policies and they are not up to date)."""
+    from . import probe
+
+    if (spec.get("report") or {}).get("probe", True):
+        try:
+            probe.ensure_probe(run_dir, device=str(getattr(ctx, "device", None) or "cpu"),
+                               log=getattr(ctx, "log", None))
+        except Exception as exc:  # the probe is extra: never lose the report over it
+            print(f"warning: probe not run: {type(exc).__name__}: {exc}", file=sys.stderr)
+    data = io.read_json(run_dir / "probe" / "probe.json")
+    if not isinstance(data, dict) or not data.get("samples"):
+        return
+    doc.h(2, "Probe: does the grasp target follow the object?")
+    st = data.get("settings", {})
+    doc.p("No rollout: the scripted expert drives the arm to its pre-grasp pose above the bowl, the frame is "
+          "rendered and each policy is asked for its targets. Grasp target = the first predicted target with the "
+          "gripper commanded closed, else the lowest one. Error = its horizontal distance to the expert's grasp "
+          "point (in brackets: to the nearest rim side; the expert switches side at y = 0). Objects swept along dx "
+          f"and dy through the workspace centre ({st.get('points')} positions each), then the camera at the default "
+          f"position over θ = {', '.join(f'{t:g}' for t in st.get('thetas', []))}° × φ = "
+          f"{', '.join(f'{p:g}' for p in st.get('phis', []))}°. See docs/evaluation.md (Probe).")
+    rows = [[r[0], family(spec, r[0]), *r[1:]] for r in probe.summary_rows(data)]
+    doc.table(["Policy", "Head", "Axis", "n", "Mean error in training range, cm", "Outside, cm", "Max, cm"], rows)
+    for axis, path in probe.plot_paths(run_dir).items():
+        if path.exists():
+            doc.img(_rel(run_dir, path), f"probe along {probe.AXIS_LABEL[axis]}: shaded = training range")
+    t = data.get("timing") or {}
+    per = ", ".join(f"{n} {s:.1f} s" for n, s in (t.get("policy_seconds") or {}).items())
+    doc.p(f"Probe cost: {t.get('states')} states rendered in {t.get('frames_seconds')} s at "
+          f"{t.get('image_size')} px (scene built in {t.get('scene_build_seconds')} s); queries: {per} ({t.get('device')}).")
 
 
 def _training_section(doc: Doc, run_dir: Path, spec: dict) -> None:

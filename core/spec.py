@@ -51,6 +51,7 @@ class ReportConfig(Strict):
     title: Optional[str] = None
     videos_per_policy: int = Field(2, ge=0, description="episodes rendered to mp4 per policy and evaluation")
     heatmaps: bool = True
+    probe: bool = Field(True, description="probe whether each policy's grasp target follows the object (pxp probe)")
 
 
 def _union(models: list[type], kind: str):
