@@ -148,7 +148,7 @@ def probe(run_dir, points, thetas, phis, device, force, rewrite_report):
     path = run_probe(run_dir, device=resolve_device(device), settings=settings, force=force,
                      log=lambda m: err_console.print(m, highlight=False))
     data = json.loads(path.read_text())
-    table = Table(title="grasp target error, xy cm (expert's grasp point; in brackets: nearest rim side)")
+    table = Table(title="median grasp target error, xy cm (to the expert's grasp point; in brackets: to the nearest rim side)")
     for col in ("policy", "axis", "n", "in training range", "outside", "max"):
         table.add_column(col)
     for row in summary_rows(data):

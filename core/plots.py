@@ -133,6 +133,9 @@ def training_curves(metrics: dict, path) -> Path:
     return _save(fig, path)
 
 
+PROBE_ERROR_CAP_CM = 60.0  # probe plots clip errors here (▲ marks a clipped point)
+
+
 def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -> Path:
     """The probe along one axis (``pxp probe``). Positions: grasp target coordinate per policy against
     the expert's (dashed black; a policy that follows the object lies on it), then the error in cm;
@@ -143,19 +146,24 @@ def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -
     views = axis == "view"
     fig, axes = plt.subplots(1, 1 if views else 2, figsize=(5.5 if views else 10, 3.8), squeeze=False)
     err_ax = axes[0, -1]
+    top = min(PROBE_ERROR_CAP_CM, 1.08 * max([s["error_cm"] for s in samples] + [1.0]))
     for name in names:
         rows = sorted((s for s in samples if s["policy"] == name), key=lambda s: s["position"])
         x = np.array([s["position"] for s in rows])
         err = np.array([s["error_cm"] for s in rows])
+        shown = np.minimum(err, top)  # a prediction metres off would flatten every other curve
         if views:
             thetas = sorted(set(x))
-            err_ax.scatter(x, err, color=colours[name], s=14, alpha=0.6)
-            err_ax.plot(thetas, [err[x == t].mean() for t in thetas], color=colours[name], marker="o", label=f"{name} (mean over φ)")
+            err_ax.scatter(x, shown, color=colours[name], s=14, alpha=0.6)
+            err_ax.plot(thetas, [min(np.median(err[x == t]), top) for t in thetas], color=colours[name], marker="o",
+                        label=f"{name} (median over φ)")
         else:
-            err_ax.plot(x, err, color=colours[name], marker="o", label=name)
-            err_ax.plot(x, [s["error_any_cm"] for s in rows], color=colours[name], ls=":", lw=1)
+            err_ax.plot(x, shown, color=colours[name], marker="o", label=name)
+            err_ax.plot(x, np.minimum([s["error_any_cm"] for s in rows], top), color=colours[name], ls=":", lw=1)
             k = 0 if axis == "x" else 1
             axes[0, 0].plot(x, [s["predicted"][k] for s in rows], color=colours[name], marker="o", label=name)
+        off = err > top
+        err_ax.scatter(x[off], np.full(off.sum(), top), color=colours[name], marker="^", s=40, zorder=5)
         rng = train_ranges.get(name)
         if rng is not None:
             lo, hi = rng
@@ -171,9 +179,13 @@ def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -
         axes[0, 0].set_title("predicted grasp target vs the expert's", fontsize=9)
         axes[0, 0].grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7)
+    if not views:
+        true = [s["true"][k] for s in samples]
+        axes[0, 0].set_ylim(min(true) - 0.25, max(true) + 0.25)  # predictions far outside are clipped
     err_ax.set_xlabel(xlabel)
-    err_ax.set_ylabel("grasp target error, xy (cm)")
-    err_ax.set_ylim(bottom=0)
+    clipped = any(s["error_cm"] > top for s in samples)
+    err_ax.set_ylabel("grasp target error, xy (cm" + (f"; ▲ ≥ {top:.0f})" if clipped else ")"))
+    err_ax.set_ylim(0, top * 1.04)
     err_ax.grid(alpha=0.3)
     err_ax.legend(fontsize=7)
     note = "" if views else "; dotted: to the nearest rim side"

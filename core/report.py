@@ -343,7 +343,7 @@ def _probe_section(doc: Doc, run_dir: Path, spec: dict, ctx) -> None:
           f"position over θ = {', '.join(f'{t:g}' for t in st.get('thetas', []))}° × φ = "
           f"{', '.join(f'{p:g}' for p in st.get('phis', []))}°. See docs/evaluation.md (Probe).")
     rows = [[r[0], family(spec, r[0]), *r[1:]] for r in probe.summary_rows(data)]
-    doc.table(["Policy", "Head", "Axis", "n", "Mean error in training range, cm", "Outside, cm", "Max, cm"], rows)
+    doc.table(["Policy", "Head", "Axis", "n", "Median error in training range, cm", "Median outside, cm", "Max, cm"], rows)
     for axis, path in probe.plot_paths(run_dir).items():
         if path.exists():
             doc.img(_rel(run_dir, path), f"probe along {probe.AXIS_LABEL[axis]}: shaded = training range")
