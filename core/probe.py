@@ -206,7 +206,14 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log) -> 
 
     t0 = time.perf_counter()
     # Policies (torch, timm → triton) load BEFORE the scene renders: the other order segfaults on llvmpipe.
-    policies = {n: load_policy(p, device=device) for n, p in checkpoints.items()}
+    policies = {}
+    for name, ckpt in checkpoints.items():
+        try:
+            policies[name] = load_policy(ckpt, device=device)
+        except Exception as exc:  # one unreadable checkpoint must not hide the others
+            log(f"probe: {name} skipped: {type(exc).__name__}: {exc}")
+    if not policies:
+        raise PxpError(f"{run_dir}: none of the checkpoints {sorted(checkpoints)} could be loaded (see above)")
     load_s = time.perf_counter() - t0
     points = sweep(scene_workspace(scene_cfg), getattr(scene_cfg, "offset", (0.0, 0.0)), settings)
     t0 = time.perf_counter()

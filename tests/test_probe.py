@@ -1,7 +1,6 @@
 """``pxp probe`` on the real LIBERO scene (64 px): the scripted expert wrapped as a policy follows the bowl
 everywhere in the workspace, a policy that predicts a fixed point does not, and the command works on a
 tiny trained run directory (and says clearly when there is nothing to probe)."""
-import json
 import os
 
 import numpy as np
