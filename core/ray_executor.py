@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import itertools
 import os
 import shutil
 import tempfile
@@ -115,45 +114,47 @@ class RayExecutor:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.retries if retries is None else retries,
             retry_exceptions=False)
         slots = self.slots()
+        clock = _StartClock(ray) if timeout else None  # when each task really began (after worker start-up)
         shipped: dict[str, Any] = {}  # checkpoint directory → its files in the object store (once per call)
         todo = iter(enumerate(tasks))
         pending: dict = {}  # ref → (index, task), in submission order
-        started: dict = {}  # ref → when it (probably) began running: when it became one of the first `slots`
         seen: set[int] = set()
+        submit = lambda: self._submit(remote, fn, todo, pending, slots * self.window, shipped, initializer,  # noqa: E731
+                                      initargs, clock)
         try:
-            self._submit(remote, fn, todo, pending, slots * self.window, shipped, initializer, initargs)
+            submit()
             while pending:
-                _mark_running(pending, started, slots)
-                wait_s = None if not timeout else max(0.0, min(started[r] for r in started) + timeout - time.monotonic())
+                wait_s = None if clock is None else clock.wait_s(timeout)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
                 for ref in ready:
                     i, task = pending.pop(ref)
-                    started.pop(ref, None)
+                    if clock is not None:
+                        clock.forget(i)
                     result = self._result(ref, i, task)
                     if i not in seen:
                         seen.add(i)
                         pool._advance(progress)
                         yield result
-                for ref in _expired(started, timeout) if timeout else ():
+                for i in clock.expired(timeout) if clock else ():
+                    ref = next(r for r, (j, _) in pending.items() if j == i)
                     ray.cancel(ref, force=True)  # kills the worker: a hung simulator or policy does not come back
-                    i, task = pending.pop(ref)
-                    started.pop(ref)
+                    _, task = pending.pop(ref)
                     seen.add(i)
                     pool._advance(progress)
                     yield pool.TaskResult(i, task, None, f"TimeoutError: timed out after {timeout:g} s")
-                self._submit(remote, fn, todo, pending, slots * self.window, shipped, initializer, initargs)
+                submit()
         finally:
             for ref in pending:  # stopped early (break, error, Ctrl-C): nothing keeps running for us
                 ray.cancel(ref, force=False)
 
-    def _submit(self, remote, fn, todo, pending, limit, shipped, initializer, initargs) -> None:
+    def _submit(self, remote, fn, todo, pending, limit, shipped, initializer, initargs, clock) -> None:
         while len(pending) < limit:
             nxt = next(todo, None)
             if nxt is None:
                 return
             i, task = nxt
             inputs = self._inputs(task, shipped)
-            pending[remote.remote(fn, task, initializer, initargs, inputs)] = (i, task)
+            pending[remote.remote(fn, task, initializer, initargs, inputs, clock and (clock.actor, i))] = (i, task)
 
     def _inputs(self, task, shipped: dict) -> list:
         """[(field, driver path, digest, [ref])] for the directories the task reads (a policy checkpoint)."""
@@ -178,15 +179,55 @@ class RayExecutor:
         return pool.TaskResult(i, task, value, err, tb)
 
 
-def _mark_running(pending: dict, started: dict, slots: int) -> None:
-    now = time.monotonic()
-    for ref in itertools.islice(pending, slots):
-        started.setdefault(ref, now)
+class _StartClock:
+    """Times tasks from when they start running, not from submission: a worker's start-up (imports, a
+    scene) does not count against ``timeout``. Workers report their start to a small actor; the driver
+    times from when it first sees the report (its own clock: nodes' clocks may disagree)."""
+
+    POLL_S = 0.5
+
+    def __init__(self, ray):
+        self.ray = ray
+        self.actor = ray.remote(num_cpus=0)(_Starts).remote()
+        self.seen: dict[int, tuple[int, float]] = {}  # task index → (start count, first seen)
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        for i, count in self.ray.get(self.actor.counts.remote()).items():
+            if self.seen.get(i, (None,))[0] != count:  # a retry after a dead worker restarts the clock
+                self.seen[i] = (count, now)
+
+    def wait_s(self, timeout: float) -> float:
+        self._poll()
+        left = [t + timeout - time.monotonic() for _, t in self.seen.values()]
+        return max(0.0, min([self.POLL_S, *left]))
+
+    def expired(self, timeout: float) -> list[int]:
+        self._poll()
+        now = time.monotonic()
+        gone = [i for i, (_, t) in self.seen.items() if now - t >= timeout]
+        for i in gone:
+            self.actor.forget.remote(i)
+            del self.seen[i]
+        return gone
+
+    def forget(self, i: int) -> None:
+        self.seen.pop(i, None)
+        self.actor.forget.remote(i)
 
 
-def _expired(started: dict, timeout: float) -> list:
-    now = time.monotonic()
-    return [ref for ref, t in started.items() if now - t >= timeout]
+class _Starts:
+    def __init__(self):
+        self.n: dict[int, int] = {}
+
+    def start(self, i: int) -> None:
+        self.n[i] = self.n.get(i, 0) + 1
+
+    def counts(self) -> dict[int, int]:
+        return dict(self.n)
+
+    def forget(self, i: int) -> None:
+        self.n.pop(i, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,9 +237,12 @@ _INITIALIZED: set = set()
 INPUT_CACHE = Path(tempfile.gettempdir()) / "pxp-ray-inputs"
 
 
-def _run_in_worker(fn, task, initializer, initargs, inputs):
+def _run_in_worker(fn, task, initializer, initargs, inputs, clock=None):
     """One task in a (reused) Ray worker: initializer once per process, inputs materialised on this node,
     outputs (a video) returned as bytes for the driver to write."""
+    if clock is not None:
+        actor, i = clock
+        actor.start.remote(i)
     _init_once(initializer, initargs)
     task = _localize_inputs(task, inputs)
     task, outputs = _redirect_outputs(task)
