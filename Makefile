@@ -9,7 +9,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml examples/pxp-cnn-backbone/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]" -e examples/pxp-cnn-backbone
+	$(PY) -m pip install -q -e ".[dev,ray]" -e examples/pxp-cnn-backbone
 	touch $@
 
 demo: install

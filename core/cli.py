@@ -98,15 +98,37 @@ def schema(indent):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Override the spec's device.")
 @click.option("--workers", type=int, help="Worker processes for generation and rollouts.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (dotted path).")
-def run(spec_path, out, force, stages, device, workers, sets):
+@click.option("--executor", type=click.Choice(["local", "ray"]),
+              help="Where episodes and training run: local process pool or a Ray cluster (default: PXP_EXECUTOR, "
+                   "then the spec's executor, then local).")
+@click.option("--address", metavar="ADDR", help="Ray cluster address (ray start --head prints it); "
+                                                "default: RAY_ADDRESS, else a Ray on this machine.")
+def run(spec_path, out, force, stages, device, workers, sets, executor, address):
     """Run an experiment: datasets → training → evaluation → report."""
-    from .runner import STAGES, Runner
+    from .runner import STAGES, Runner, resolve_executor
 
     spec = _load(spec_path, sets)
     run_dir = out or Path("runs") / spec.name
-    Runner(spec, run_dir, force=force, device=device, workers=workers).run(stages or STAGES)
+    executor = resolve_executor(executor, spec)
+    if executor == "ray":
+        _require_ray()
+    Runner(spec, run_dir, force=force, device=device, workers=workers, executor=executor,
+           address=address).run(stages or STAGES)
     report = run_dir / "report.html"
     click.echo(f"run directory: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))
+
+
+def _require_ray() -> None:
+    """Ray is an optional extra: without it, one line saying how to install it (exit 2)."""
+    from .ray_executor import RayMissing, require_ray
+
+    try:
+        require_ray()
+    except RayMissing as exc:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
 
 
 @cli.command("eval")

@@ -11,12 +11,16 @@ One small interface, so that a different backend (Ray, a cluster) can replace it
   task must be picklable, i.e. ``fn`` is a module-level function.
 - ``workers=None`` → one per available core; ``workers=1`` → runs in this process, no pool, so
   tests and debuggers see plain stack frames.
+- ``executor``: where tasks run. ``None`` → the one selected with :func:`using_executor` (the
+  runner selects it from ``--executor`` / ``PXP_EXECUTOR`` / the spec), else this local pool.
+  ``"ray"`` runs each task as a Ray task (``core/ray_executor.py``, imported only then).
 - Expensive per-process state (a scene with its renderer, ~2 GB) lives in :func:`worker_cache`:
   created lazily by the first task that needs it, reused by the following ones, and closed when
   the :func:`run_tasks` call ends (in-process) or when the worker process exits.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import traceback
@@ -25,7 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["TaskResult", "run_tasks", "worker_cache", "close_worker_cache", "default_workers"]
+__all__ = ["TaskResult", "run_tasks", "worker_cache", "close_worker_cache", "default_workers", "using_executor",
+           "make_executor"]
 
 
 @dataclass
@@ -127,6 +132,39 @@ def _advance(progress) -> None:
         progress.advance(1)
 
 
+# ---------------------------------------------------------------------------------------------
+# Executors: the local pool below, or another backend with a run_tasks(fn, tasks, ...) method
+# ---------------------------------------------------------------------------------------------
+EXECUTORS = ("local", "ray")
+_CURRENT: list = [None]  # the executor run_tasks uses when not given one; None = the local pool
+
+
+def make_executor(name: str | None, address: str | None = None):
+    """The executor called ``name``: None for the local pool, a RayExecutor for ``"ray"`` (which
+    checks that ray is installed; ray is imported nowhere else)."""
+    if name in (None, "local"):
+        return None
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=address)
+    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+@contextlib.contextmanager
+def using_executor(executor):
+    """Within the block, :func:`run_tasks` calls without ``executor=`` use ``executor``."""
+    before, _CURRENT[0] = _CURRENT[0], executor
+    try:
+        yield executor
+    finally:
+        _CURRENT[0] = before
+
+
+def current_executor():
+    return _CURRENT[0]
+
+
 def run_tasks(
     fn: Callable[[Any], Any],
     tasks: Iterable[Any],
@@ -135,6 +173,7 @@ def run_tasks(
     description: str = "",
     initializer: Callable | None = None,
     initargs: tuple = (),
+    executor: Any = None,
 ) -> Iterator[TaskResult]:
     """Run ``fn(task)`` for every task; yield a :class:`TaskResult` per task as each completes.
 
@@ -148,7 +187,11 @@ def run_tasks(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if progress is True:
-        yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs)
+        yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, executor)
+        return
+    backend = make_executor(executor) if isinstance(executor, str) else executor or current_executor()
+    if backend is not None:  # another backend: it schedules by its own resources, not ``workers``
+        yield from backend.run_tasks(fn, tasks, progress=progress, initializer=initializer, initargs=initargs)
         return
     if workers == 1 or len(tasks) <= 1:
         yield from _run_inline(fn, tasks, progress, initializer, initargs)
@@ -156,7 +199,7 @@ def run_tasks(
         yield from _run_pool(fn, tasks, min(workers, len(tasks)), progress, initializer, initargs)
 
 
-def _with_rich_bar(fn, tasks, workers, description, initializer, initargs):
+def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, executor=None):
     from rich.progress import Progress
 
     with Progress(transient=False) as bar:
@@ -166,7 +209,7 @@ def _with_rich_bar(fn, tasks, workers, description, initializer, initargs):
             def advance(self, n=1):
                 bar.advance(task_id, n)
 
-        yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs)
+        yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs, executor)
 
 
 def _run_inline(fn, tasks, progress, initializer, initargs):

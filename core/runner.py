@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import io, manifest
+from . import io, manifest, pool
 from .errors import PxpError
 from .plugins import Registry, get_registry
 from .spec import dump_spec, referenced_policies, resolve_policy_names, scene_config
@@ -42,8 +42,9 @@ class StageContext:
     """What the runner hands to plugins: paths, settings and progress for the current run."""
 
     def __init__(self, spec, run_dir: Path, registry: Registry, console: Console, progress: Progress | None,
-                 device: str = "cpu", workers: int | None = None):
+                 device: str = "cpu", workers: int | None = None, executor=None):
         self.spec, self.run_dir, self.registry, self.console = spec, Path(run_dir), registry, console
+        self.executor = executor  # None: the local process pool; a RayExecutor: a Ray cluster
         self._progress, self.device = progress, device
         self.workers = workers or spec.workers or os.cpu_count() or 1
         self.seed = spec.seed
@@ -118,12 +119,14 @@ def _remove(paths) -> None:
 
 class Runner:
     def __init__(self, spec, run_dir: Path, *, registry: Registry | None = None, console: Console | None = None,
-                 force: bool = False, device: str | None = None, workers: int | None = None, quiet: bool = False):
+                 force: bool = False, device: str | None = None, workers: int | None = None, quiet: bool = False,
+                 executor: str | None = None, address: str | None = None):
         self.spec, self.run_dir = spec, Path(run_dir)
         self.registry = registry or get_registry()
         self.console = console or Console(stderr=True, quiet=quiet)
         self.force, self.cache = force, UnitCache(self.run_dir)
         self._device, self._workers = device, workers
+        self.executor_name, self._address = resolve_executor(executor, spec), address
         self.hashes: dict[tuple[str, str], str] = {}
         self.results: dict[str, dict] = {"datasets": {}, "training": {}, "evaluation": {}}
 
@@ -146,13 +149,19 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
-        with self._progress() as progress:
-            ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers)
-            manifest.write(self.run_dir, self.spec, self.registry, device=device)
-            for stage in STAGES:
-                if stage in stages:
-                    getattr(self, f"_stage_{stage}")(ctx)
-                    manifest.write(self.run_dir, self.spec, self.registry, device=device, units=self._unit_records())
+        executor = pool.make_executor(self.executor_name, self._address)
+        try:
+            with self._progress() as progress, pool.using_executor(executor):
+                ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers,
+                                   executor)
+                manifest.write(self.run_dir, self.spec, self.registry, device=device)
+                for stage in STAGES:
+                    if stage in stages:
+                        getattr(self, f"_stage_{stage}")(ctx)
+                        manifest.write(self.run_dir, self.spec, self.registry, device=device, units=self._unit_records())
+        finally:
+            if executor is not None:
+                executor.close()
         return self.run_dir
 
     def _progress(self):
@@ -189,11 +198,29 @@ class Runner:
     def _stage_training(self, ctx: StageContext) -> None:
         from .training import train_policy  # torch is imported only when training is needed
 
+        if ctx.executor is not None:
+            return self._train_on_cluster(ctx)
         for name in training_order(self.spec):
             pol = self.spec.policies[name]
             work = lambda name=name, pol=pol: train_policy(name, pol, ctx)
             self.results["training"][name] = self._unit(ctx, "training", name, self.policy_hash(name),
                                                         [ctx.checkpoint_dir(name)], work)
+
+    def _train_on_cluster(self, ctx: StageContext) -> None:
+        """Every unit is a Ray task; the units of a wave (none waits on another's init_from) train at once,
+        each awaited by a driver thread that runs the usual cache bookkeeping around it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .ray_executor import train_remotely
+
+        for wave in training_waves(self.spec):
+            with ThreadPoolExecutor(len(wave)) as threads:
+                futures = {name: threads.submit(
+                    self._unit, ctx, "training", name, self.policy_hash(name), [ctx.checkpoint_dir(name)],
+                    lambda name=name: train_remotely(name, self.spec.policies[name], ctx, ctx.executor))
+                    for name in wave}
+            for name, fut in futures.items():
+                self.results["training"][name] = fut.result()
 
     def _stage_evaluation(self, ctx: StageContext) -> None:
         for name, cfg in self.spec.evaluations.items():
@@ -241,6 +268,23 @@ def training_order(spec) -> list[str]:
     for name in spec.policies:
         visit(name)
     return order
+
+
+def training_waves(spec) -> list[list[str]]:
+    """training_order split into waves: a policy comes one wave after the policy it is initialised from."""
+    level: dict[str, int] = {}
+    for name in training_order(spec):
+        src = spec.policies[name].init_from
+        level[name] = level[src] + 1 if src in spec.policies else 0
+    return [[n for n in level if level[n] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+def resolve_executor(cli_value: str | None, spec) -> str:
+    """Where tasks run: --executor, else PXP_EXECUTOR, else the spec's ``executor:``, else the local pool."""
+    name = cli_value or os.environ.get("PXP_EXECUTOR") or getattr(spec, "executor", None) or "local"
+    if name not in pool.EXECUTORS:
+        raise PxpError(f"PXP_EXECUTOR={name!r} is not an executor; choose one of {', '.join(pool.EXECUTORS)}")
+    return name
 
 
 def write_results(run_dir: Path, spec) -> Path:

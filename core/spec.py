@@ -86,6 +86,9 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         seed=(int, 0),
         device=(Literal["auto", "cpu", "cuda"], "auto"),
         workers=(Optional[int], Field(None, ge=1, description="worker processes (default: one per core)")),
+        executor=(Literal["local", "ray"], Field("local", description=(
+            "where episodes and training units run: the local process pool, or a Ray cluster "
+            "(pip install \"pxp[ray]\"); PXP_EXECUTOR and pxp run --executor override it"))),
         scene=(_union(models["scenes"], "scene"), ...),
         datasets=(dict[Annotated[str, Field(pattern=NAME)], _union(models["datasets"], "dataset")], Field(default_factory=dict)),
         policies=(dict[Annotated[str, Field(pattern=NAME)], Policy], Field(default_factory=dict)),
