@@ -39,10 +39,14 @@ def _print_spec_error(exc: SpecError) -> None:
         err_console.print(f"  [bold]{path or '<spec>'}[/]: {msg}", highlight=False, soft_wrap=True)
 
 
-def _load(spec_path, sets=()):
+def _load(spec_path, sets=(), smoke=False):
     from .spec import apply_overrides, parse_yaml, validate_spec
 
     raw = apply_overrides(parse_yaml(Path(spec_path)), sets)
+    if smoke:  # before validation: a smoke run needs nothing only the full scale needs (weights, GPU)
+        from .smoke import smoke_spec
+
+        raw = smoke_spec(raw, get_registry())
     return validate_spec(raw, source=str(spec_path))
 
 
@@ -98,11 +102,14 @@ def schema(indent):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Override the spec's device.")
 @click.option("--workers", type=int, help="Worker processes for generation and rollouts.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (dotted path).")
-def run(spec_path, out, force, stages, device, workers, sets):
+@click.option("--smoke", is_flag=True,
+              help="The same spec with every size shrunk (64 px, tiny ViT, few cells/steps/episodes): checks every "
+                   "stage runs, in minutes on a CPU. Default directory runs/<name>-smoke; results are not comparable.")
+def run(spec_path, out, force, stages, device, workers, sets, smoke):
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner
 
-    spec = _load(spec_path, sets)
+    spec = _load(spec_path, sets, smoke)
     run_dir = out or Path("runs") / spec.name
     Runner(spec, run_dir, force=force, device=device, workers=workers).run(stages or STAGES)
     report = run_dir / "report.html"

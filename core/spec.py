@@ -83,6 +83,7 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         name=(str, Field(..., pattern=NAME, description="run name; the run directory is runs/<name>")),
         description=(str, ""),
         seed=(int, 0),
+        smoke=(bool, Field(False, description="set by `pxp run --smoke`: every size shrunk, results kept apart")),
         device=(Literal["auto", "cpu", "cuda"], "auto"),
         workers=(Optional[int], Field(None, ge=1, description="worker processes (default: one per core)")),
         scene=(_union(models["scenes"], "scene"), ...),

@@ -34,6 +34,20 @@ class _GridDatasetConfig(BaseModel):
     scene: dict = Field(default_factory=dict, description="overrides for the spec's scene section")
     compression_level: int = Field(4, ge=0, le=9, description="gzip level of the images")
 
+    def smoke(self) -> dict:
+        """Smoke scale: one episode per cell, a 2-cell-wide grid (subclasses), the same split names."""
+        from pxp.core.smoke import EPISODES, IMAGE_SIZE
+
+        out = {"episodes_per_cell": EPISODES}
+        if self.image_size is not None:
+            out["image_size"] = IMAGE_SIZE
+        return out
+
+    def _smoke_grid(self, rows: int, cols: int) -> dict:
+        from pxp.core.smoke import shrink_split
+
+        return {**_GridDatasetConfig.smoke(self), "split": shrink_split(self.split, rows, cols)}
+
     def scene_overrides(self) -> dict:
         """The ``scene`` dict plus the shortcut fields (which win, and must not contradict it)."""
         short = {"robot": "circle" if self.circle_overlay else None, "clutter": self.clutter,
@@ -55,6 +69,12 @@ class PositionGridConfig(_GridDatasetConfig):
         None, description="((dx_min, dx_max), (dy_min, dy_max)) in m; None: the scene's workspace")
     view: Optional[Tuple[float, float]] = Field(None, description="(theta, phi) degrees; None: the scene's camera")
 
+    def smoke(self) -> dict:
+        from pxp.core.smoke import GRID_SIDE
+
+        rows, cols = min(self.rows, GRID_SIDE), min(self.cols, GRID_SIDE)
+        return {**self._smoke_grid(rows, cols), "rows": rows, "cols": cols}
+
 
 class ViewpointGridConfig(_GridDatasetConfig):
     """n_theta × n_phi camera orbits around the default view, object offset drawn per episode."""
@@ -65,6 +85,11 @@ class ViewpointGridConfig(_GridDatasetConfig):
     theta_max: float = Field(25.0, ge=0, le=80)
     extent: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = Field(
         None, description="offsets are drawn uniformly from this ((dx..), (dy..)); None: the scene's workspace")
+
+    def smoke(self) -> dict:
+        # θ = 0 and θ = theta_max (θ > 0 cells stay), two directions
+        rows, cols = min(self.n_theta, 2), min(self.n_phi, 2)
+        return {**self._smoke_grid(rows, cols), "n_theta": rows, "n_phi": cols}
 
 
 # ---------------------------------------------------------------------------------------------
