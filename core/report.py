@@ -17,6 +17,8 @@ from . import io, plots, stats
 
 AXIS = {"position_split": "Object position", "viewpoint_grid": "Camera viewpoint",
         "distractors": "Visual clutter", "data_efficiency": "Demo count"}
+SMOKE_BANNER = ("SMOKE RUN (pxp run --smoke): every size shrunk (64 px images, tiny random-init backbones, a few "
+                "cells, steps and episodes). It shows that every stage runs; its numbers mean nothing.")
 FAMILY = {"para_volume": "PARA", "act_regression": "ACT"}
 
 
@@ -64,6 +66,9 @@ class Doc:
     def img(self, rel, alt):
         self.blocks.append(("img", rel, alt))
 
+    def banner(self, text):
+        self.blocks.append(("banner", text))
+
     def video(self, rel, caption):
         self.blocks.append(("video", rel, caption))
 
@@ -74,6 +79,8 @@ class Doc:
                 out.append("#" * b[1] + " " + b[2])
             elif b[0] == "p":
                 out.append(b[1])
+            elif b[0] == "banner":
+                out.append(f"> **{b[1]}**")
             elif b[0] == "table":
                 out.append("| " + " | ".join(b[1]) + " |\n|" + "---|" * len(b[1]))
                 out[-1] += "".join("\n| " + " | ".join(map(str, r)) + " |" for r in b[2])
@@ -91,6 +98,8 @@ class Doc:
                 body.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
             elif b[0] == "p":
                 body.append(f"<p>{e(b[1])}</p>")
+            elif b[0] == "banner":
+                body.append(f'<p class="banner"><strong>{e(b[1])}</strong></p>')
             elif b[0] == "table":
                 head = "".join(f"<th>{e(str(c))}</th>" for c in b[1])
                 rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
@@ -112,6 +121,7 @@ th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 th {{ background: #f3f3f3; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
 img {{ max-width: 480px; }}
+.banner {{ background: #fff3cd; border: 2px solid #e0a800; padding: 0.6em 1em; }}
 figcaption {{ font-size: 0.8em; color: #555; max-width: 480px; }}
 </style></head>
 <body>
@@ -157,6 +167,8 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     manifest = io.read_json(run_dir / "manifest.json", {})
     (run_dir / "plots").mkdir(exist_ok=True)
     doc = Doc()
+    if spec.get("smoke") or manifest.get("smoke"):
+        doc.banner(SMOKE_BANNER)
     title = (spec.get("report") or {}).get("title") or f"pxp report — {spec['name']}"
     doc.h(1, title)
     if spec.get("description"):
