@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import io, manifest
+from . import io, manifest, pool
 from .errors import PxpError
 from .plugins import Registry, get_registry
 from .spec import dump_spec, referenced_policies, resolve_policy_names, scene_config
@@ -153,7 +153,7 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
-        with self._progress() as progress:
+        with self._progress() as progress, pool.keep_inline_cache():
             ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers)
             manifest.write(self.run_dir, self.spec, self.registry, device=device)
             for stage in STAGES:

@@ -17,9 +17,11 @@ from pydantic import ValidationError
 
 IMAGE_SIZE = 64  # scene images, pixels
 GRID_SIDE = 2  # cells per grid axis (datasets and evaluators)
-SPLIT_CELLS = 2  # random:N / corners:N cells at most
+SPLIT_CELLS = 1  # random:N / corners:N cells at most
+DATASET_SHAPES = ((1, 2), (2, 1), (2, 2))  # dataset grids, smallest first: the first with a non-empty split
+DEMOS = 2  # a policy's ``demos`` (and each ``demos`` sweep value) at most
 EPISODES = 1  # episodes per evaluation cell, and per dataset cell
-MAX_STEPS = 40  # control steps per evaluation episode
+MAX_STEPS = 20  # control steps per evaluation episode: two predictions of a 4-step chunk at stride 4
 TRAIN_STEPS = 3  # optimizer steps per policy
 TRAIN_MINUTES = 0.5
 BATCH_SIZE = 4
@@ -59,9 +61,19 @@ def smoke_policy(pol: dict, registry) -> dict:
             pol[part] = _merge(pol[part], _plugin_overrides(registry, kind, pol[part]))
     if isinstance(pol.get("train"), dict):
         pol["train"] = smoke_train(pol["train"])
+    if isinstance(pol.get("demos"), int):
+        pol["demos"] = min(pol["demos"], DEMOS)
     if isinstance(pol.get("sweep"), dict):
-        pol["sweep"] = {k: v[:SWEEP_VALUES] if isinstance(v, list) else v for k, v in pol["sweep"].items()}
+        pol["sweep"] = {k: _shrink_sweep(k, v) for k, v in pol["sweep"].items()}
     return pol
+
+
+def _shrink_sweep(key: str, values):
+    if not isinstance(values, list):
+        return values  # validation reports it
+    if key == "demos" and all(isinstance(v, int) for v in values):
+        values = list(dict.fromkeys(min(v, DEMOS) for v in values))  # 1, 3, 5 → 1, 2
+    return values[:SWEEP_VALUES]
 
 
 def smoke_train(train: dict) -> dict:
@@ -92,6 +104,21 @@ def shrink_split(split: Any, rows: int, cols: int) -> Any:
                         ((min(c[0], rows - 1), min(c[1], cols - 1)) if not isinstance(c, int) else rows * cols - 1)
                         for c in s.cells]
     return str(SplitConfig(**{**s.model_dump(), **fit}))
+
+
+def smallest_grid(split: Any, rows: int, cols: int, make_grid, shapes=DATASET_SHAPES) -> tuple[int, int, Any]:
+    """(rows, cols, split) for the smallest of :data:`DATASET_SHAPES` (within rows × cols) where the shrunk
+    ``split`` still has cells; ``make_grid(rows, cols)`` builds the plugin's grid to count them."""
+    for r, c in shapes:
+        r, c = min(r, rows), min(c, cols)
+        shrunk = shrink_split(split, r, c)
+        try:
+            if len(make_grid(r, c).select(shrunk)):
+                return r, c, shrunk
+        except ValueError:
+            continue
+    r, c = min(GRID_SIDE, rows), min(GRID_SIDE, cols)
+    return r, c, shrink_split(split, r, c)
 
 
 # ---------------------------------------------------------------- plumbing

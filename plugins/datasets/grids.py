@@ -43,10 +43,12 @@ class _GridDatasetConfig(BaseModel):
             out["image_size"] = IMAGE_SIZE
         return out
 
-    def _smoke_grid(self, rows: int, cols: int) -> dict:
-        from pxp.core.smoke import shrink_split
+    def _smoke_grid(self, rows: int, cols: int, make_grid, **kw) -> dict:
+        """The smallest grid (within rows × cols) where the split keeps cells, and the split for it."""
+        from pxp.core.smoke import smallest_grid
 
-        return {**_GridDatasetConfig.smoke(self), "split": shrink_split(self.split, rows, cols)}
+        rows, cols, split = smallest_grid(self.split, rows, cols, make_grid, **kw)
+        return {**_GridDatasetConfig.smoke(self), "split": split}, rows, cols
 
     def scene_overrides(self) -> dict:
         """The ``scene`` dict plus the shortcut fields (which win, and must not contradict it)."""
@@ -70,10 +72,8 @@ class PositionGridConfig(_GridDatasetConfig):
     view: Optional[Tuple[float, float]] = Field(None, description="(theta, phi) degrees; None: the scene's camera")
 
     def smoke(self) -> dict:
-        from pxp.core.smoke import GRID_SIDE
-
-        rows, cols = min(self.rows, GRID_SIDE), min(self.cols, GRID_SIDE)
-        return {**self._smoke_grid(rows, cols), "rows": rows, "cols": cols}
+        out, rows, cols = self._smoke_grid(self.rows, self.cols, lambda r, c: position_grid(r, c, ((0, 1), (0, 1))))
+        return {**out, "rows": rows, "cols": cols}
 
 
 class ViewpointGridConfig(_GridDatasetConfig):
@@ -87,9 +87,10 @@ class ViewpointGridConfig(_GridDatasetConfig):
         None, description="offsets are drawn uniformly from this ((dx..), (dy..)); None: the scene's workspace")
 
     def smoke(self) -> dict:
-        # θ = 0 and θ = theta_max (θ > 0 cells stay), two directions
-        rows, cols = min(self.n_theta, 2), min(self.n_phi, 2)
-        return {**self._smoke_grid(rows, cols), "n_theta": rows, "n_phi": cols}
+        # n_theta stays 2 when it was: one θ row would sit at theta_max / 2, and "rows:0" must stay θ = 0
+        make = lambda r, c: viewpoint_grid(r, c, self.theta_max)
+        out, rows, cols = self._smoke_grid(self.n_theta, self.n_phi, make, shapes=((2, 1), (2, 2)))
+        return {**out, "n_theta": rows, "n_phi": cols}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,9 +238,9 @@ class GridGenerator(abc.ABC):
             check(*offset)
 
     def _scene_key(self, scene_cfg) -> str:
-        from pxp.core.io import config_hash
-
-        return config_hash(scene_cfg)
+        # the key evaluation rollouts use too (pxp.core.evaluation.run_episode): an in-process run
+        # (workers=1) goes from generation to evaluation with the scene it already built
+        return scene_cfg.model_dump_json()
 
 
 def workspace_of(scene_cfg):
