@@ -31,8 +31,10 @@ def test_smoke_transform_shrinks_every_size(path):
     assert spec.smoke and not full.smoke and spec.name == f"{full.name}-smoke"
     assert spec.scene.image_size == smoke.IMAGE_SIZE and spec.device in ("auto", "cpu")
     assert list(spec.datasets) == list(full.datasets) and list(spec.evaluations) == list(full.evaluations)
+    group_of = {m: g for g, members in spec.policy_groups.items() for m in members}
     for name, pol in spec.policies.items():
-        full_bb = full.policies[name].backbone
+        full_pol = full.policies.get(name) or full.policies[full.policy_groups[group_of[name]][0]]
+        full_bb = full_pol.backbone
         assert pol.backbone.type == "tiny_vit" and pol.backbone.depth == 1
         if full_bb.type == "dinov2":  # the spec's patch size, random init
             assert pol.backbone.patch_size == int(re.search(r"patch(\d+)", full_bb.model).group(1))
@@ -40,10 +42,11 @@ def test_smoke_transform_shrinks_every_size(path):
         assert pol.train.steps <= smoke.TRAIN_STEPS and pol.train.minutes <= smoke.TRAIN_MINUTES
         if hasattr(pol.head, "heatmap_size"):
             assert pol.head.heatmap_size <= 16 and pol.head.height_bins <= 4
-            assert (pol.head.height_bins == 1) == (full.policies[name].head.height_bins == 1)
+            assert (pol.head.height_bins == 1) == (full_pol.head.height_bins == 1)
     # the same policies (sweeps keep their first values, so every group keeps members)
     assert set(spec.policy_groups) == set(full.policy_groups)
     assert all(0 < len(m) <= smoke.SWEEP_VALUES for m in spec.policy_groups.values())
+    assert all(p.demos is None or p.demos <= smoke.DEMOS for p in spec.policies.values())
     for name, ds in spec.datasets.items():
         grid = (position_grid(ds.rows, ds.cols, ((0, 1), (0, 1))) if ds.type == "position_grid"
                 else viewpoint_grid(ds.n_theta, ds.n_phi, ds.theta_max))
@@ -104,12 +107,21 @@ def expected_sections(spec) -> list[str]:
             out += [f"(plots/{name}_{p}_polar.png)" for p in ev.policies]
         if ev.type == "data_efficiency":
             out += ["### Success and weighted score by demo count", "| Binary (95% CI) | Weighted (95% CI) |",
+                    "#### Binary success (PLACE) by demo count × initialisation",
+                    "#### Weighted score (PLACE = 1, GRASP = 0.5) by demo count × initialisation",
+                    *[f"| {_family(spec, names[0])} {label} |" if i == 0 else f" {_family(spec, names[0])} {label} |"
+                      for i, (label, names) in enumerate(ev.policies.items())],  # a column per initialisation
                     "| init | demos | policy | P | G | n | binary (95% CI) | weighted (95% CI) |"]
         if ev.videos:
             out.append("### Videos")
     if any(ev.type != "data_efficiency" and _has_both_families(spec, ev) for ev in spec.evaluations.values()):
         out.append("| Experiment | OOD axis | PARA | ACT | Delta | Paired test |")
     return out
+
+
+def _family(spec, name: str) -> str:
+    first = spec.policy_groups.get(name, [name])[0]
+    return {"para_volume": "PARA", "act_regression": "ACT"}[spec.policies[first].head.type]
 
 
 def _has_both_families(spec, ev) -> bool:
