@@ -41,7 +41,8 @@ def synthetic_frames(n: int, size: int, seed: int) -> np.ndarray:
     colours = rng.uniform(0, 1, (4, 3))
     for t in range(n):
         img = base.copy()
-        for k, (cy, cx) in enumerate(centres + 0.002 * t * (k - 1.5)):
+        drift = 0.002 * t * (np.arange(len(centres))[:, None] - 1.5)  # the objects move a little each frame
+        for k, (cy, cx) in enumerate(centres + drift):
             img[(yy - cy) ** 2 + (xx - cx) ** 2 < 0.004 * (k + 1)] = colours[k]
         img += rng.normal(0, 0.01, img.shape)
         frames[t] = (np.clip(img, 0, 1) * 255).astype(np.uint8)
