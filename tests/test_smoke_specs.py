@@ -172,3 +172,27 @@ def _record_time(name: str, seconds: float, cpu: float) -> None:
     data = io.read_json(TIMINGS, {}) or {}
     data[name] = {"wall_s": round(seconds, 1), "cpu_s": round(cpu, 1)}
     io.write_json(TIMINGS, data)
+
+
+def test_smoke_needs_no_weights():
+    """A DINOv2 backbone with weights that are nowhere to be found becomes a random-init tiny ViT."""
+    raw = parse_yaml(SPECS[0])
+    raw = {**raw, "policies": {"p": {
+        "backbone": {"type": "dinov2", "model": "vit_base_patch16_dinov3", "image_size": 448,
+                     "weights": "/nowhere/dinov3.pth", "freeze": "partial", "freeze_blocks": 6},
+        "head": {"type": "para_volume", "horizon": 4, "height_bins": 32, "heatmap_size": 64},
+        "objective": {"type": "behavior_cloning"}, "dataset": next(iter(raw["datasets"])),
+        "train": {"minutes": 10}}}, "evaluations": {}}
+    bb = validate_spec(smoke.smoke_spec(raw, get_registry())).policies["p"].backbone
+    assert (bb.type, bb.patch_size, bb.image_size, bb.freeze, bb.freeze_blocks) == ("tiny_vit", 16, 64, "partial", 1)
+
+
+def test_cli_refuses_a_smoke_run_in_a_real_run_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from pxp.core.cli import cli
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"spec": "quickstart", "smoke": False}))
+    res = CliRunner().invoke(cli, ["run", str(SPECS[0]), "--smoke", "--out", str(tmp_path)])
+    assert res.exit_code == 1 and "holds a real run; a smoke run needs its own directory" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # refused before any work
