@@ -39,10 +39,14 @@ def _print_spec_error(exc: SpecError) -> None:
         err_console.print(f"  [bold]{path or '<spec>'}[/]: {msg}", highlight=False, soft_wrap=True)
 
 
-def _load(spec_path, sets=()):
+def _load(spec_path, sets=(), smoke=False):
     from .spec import apply_overrides, parse_yaml, validate_spec
 
     raw = apply_overrides(parse_yaml(Path(spec_path)), sets)
+    if smoke:  # before validation: a smoke run needs nothing only the full scale needs (weights, GPU)
+        from .smoke import smoke_spec
+
+        raw = smoke_spec(raw, get_registry())
     return validate_spec(raw, source=str(spec_path))
 
 
@@ -103,11 +107,14 @@ def schema(indent):
                    "then the spec's executor, then local).")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (ray start --head prints it); "
                                                 "default: RAY_ADDRESS, else a Ray on this machine.")
-def run(spec_path, out, force, stages, device, workers, sets, executor, address):
+@click.option("--smoke", is_flag=True,
+              help="The same spec with every size shrunk (64 px, tiny ViT, few cells/steps/episodes): checks every "
+                   "stage runs, in minutes on a CPU. Default directory runs/<name>-smoke; results are not comparable.")
+def run(spec_path, out, force, stages, device, workers, sets, executor, address, smoke):
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner, resolve_executor
 
-    spec = _load(spec_path, sets)
+    spec = _load(spec_path, sets, smoke)
     run_dir = out or Path("runs") / spec.name
     executor = resolve_executor(executor, spec)
     if executor == "ray":

@@ -35,7 +35,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = ["DatasetError", "DemoWriter", "DemoFile", "DemoDataset", "open_dataset", "normalize_image",
-           "height_bin_index", "height_bin_centers", "select_demos", "partial_path", "FORMAT", "FORMAT_VERSION"]
+           "height_bin_index", "height_bin_centers", "select_demos", "partial_path", "FrameCache", "loader_workers", "FORMAT", "FORMAT_VERSION"]
 
 
 class DatasetError(PxpError):
@@ -414,13 +414,21 @@ class DemoDataset:
 
     ``count``/``seed`` pick a demo subset with :func:`select_demos`; ``demos`` picks explicit
     positions in the (episode-ordered) list of successful demos instead.
-    Low-dimensional arrays are loaded at once; images are read per sample, or all at once when
-    ``preload`` (default: when they fit in ``preload_limit_gb``).
+
+    Frames are gzip-compressed in the HDF5 file; decoding them per sample would starve a GPU at 448 px.
+    ``frames`` says where decoded uint8 frames come from:
+
+    - ``"ram"``: decoded once into memory (the default when they fit in ``preload_limit_gb``);
+    - ``"cache"``: decoded once into ``<dataset>.frames.u8`` next to the dataset, memory-mapped
+      (the default above the limit; rebuilt when the dataset changes, see :class:`FrameCache`);
+    - ``"hdf5"``: read and decoded per sample (no extra memory or disk).
+
+    ``preload=True/False`` is the older spelling of ``"ram"`` / ``"hdf5"``.
     """
 
     def __init__(self, path: Path | str, horizon: int, stride: int = 1, *, count: int | None = None, seed: int = 0,
                  demos: Sequence[int] | None = None, height_bins: tuple[int, float, float] | None = None,
-                 preload: bool | None = None, preload_limit_gb: float = 2.0):
+                 preload: bool | None = None, preload_limit_gb: float = 2.0, frames: str | None = None):
         if horizon < 1 or stride < 1:
             raise ValueError(f"horizon and stride must be >= 1, got {horizon}, {stride}")
         self.path, self.horizon, self.stride, self.height_bins = Path(path), int(horizon), int(stride), height_bins
@@ -430,8 +438,10 @@ class DemoDataset:
             self.demos = [f.demos[i] for i in chosen]
             self._low = [self._load_low(f, int(i)) for i in chosen]
             n_bytes = sum(int(np.prod(f.file["data"][d.name][f"obs/{IMAGE_KEY}"].shape)) for d in self.demos)
-            preload = n_bytes < preload_limit_gb * 2**30 if preload is None else preload
-            self._images = [f.read(int(i), f"obs/{IMAGE_KEY}") for i in chosen] if preload else None
+            self.frames = _frames_mode(frames, preload, n_bytes, preload_limit_gb)
+            self._images = [f.read(int(i), f"obs/{IMAGE_KEY}") for i in chosen] if self.frames == "ram" else None
+        self._cache = FrameCache(self.path).build() if self.frames == "cache" else None
+        self._cache_demo = [self._cache.demo_index(d.name) for d in self.demos] if self._cache else None
         lengths = np.array([d.length for d in self.demos], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)])
         self._file, self._pid = None, None
@@ -476,6 +486,8 @@ class DemoDataset:
     def _image(self, d: int, t: int) -> np.ndarray:
         if self._images is not None:
             return self._images[d][t]
+        if self._cache is not None:
+            return self._cache.frame(self._cache_demo[d], t)
         # h5py handles do not survive fork: each DataLoader worker opens its own.
         if self._file is None or self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
@@ -487,4 +499,113 @@ class DemoDataset:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_file"], state["_pid"] = None, None  # spawn-started DataLoader workers reopen the file
+        return state
+
+
+def loader_workers(num_workers: int | None, device) -> int:
+    """DataLoader worker processes: as asked, or (None) 0 on CPU, where workers would only take cores
+    from the training step, and on CUDA one per core up to 8, leaving one core to the training loop."""
+    if num_workers is not None:
+        return int(num_workers)
+    if str(device).split(":")[0] != "cuda":
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores - 1))
+
+
+def _frames_mode(frames: str | None, preload: bool | None, n_bytes: int, limit_gb: float) -> str:
+    if frames is None:
+        frames = {True: "ram", False: "hdf5", None: "auto"}[preload]
+    if frames not in ("auto", "ram", "cache", "hdf5"):
+        raise ValueError(f"frames must be auto, ram, cache or hdf5, got {frames!r}")
+    if frames == "auto":
+        return "ram" if n_bytes < limit_gb * 2**30 else "cache"
+    return frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoded frame cache
+# ---------------------------------------------------------------------------------------------
+class FrameCache:
+    """Every demo's frames, decoded once, as one raw uint8 file next to the dataset, memory-mapped.
+
+    ``<dataset>.frames.u8`` holds the frames of all successful demos back to back; ``<dataset>.frames.json``
+    holds each demo's offset and shape and the dataset's key (config hash, file size, demo names and
+    lengths), so a cache left from another version of the dataset is detected and rebuilt. Both are
+    written atomically (temp file + rename, the json last): a killed build leaves no cache that looks whole.
+    Reading a frame is a memory copy from the page cache, shared by every DataLoader worker.
+    """
+
+    def __init__(self, dataset: Path | str):
+        self.dataset = Path(dataset)
+        self.data_path = self.dataset.with_name(self.dataset.name + ".frames.u8")
+        self.index_path = self.dataset.with_name(self.dataset.name + ".frames.json")
+        self.index: dict | None = None
+        self._map, self._pid = None, None
+
+    def key(self, f: DemoFile) -> dict:
+        return {"format": 1, "config_hash": str(f.attrs.get("config_hash")), "size": self.dataset.stat().st_size,
+                "demos": [[d.name, d.length] for d in f.demos]}
+
+    def build(self) -> "FrameCache":
+        """Use the cache if it matches the dataset, else (re)build it; returns self."""
+        from . import io
+
+        with open_dataset(self.dataset) as f:
+            key = self.key(f)
+            index = io.read_json(self.index_path)
+            if not (index and index.get("key") == key and self._complete(index)):
+                index = self._write(f, key)
+        self.index = index
+        return self
+
+    def _complete(self, index: dict) -> bool:
+        return self.data_path.exists() and self.data_path.stat().st_size == index["bytes"]
+
+    def _write(self, f: DemoFile, key: dict) -> dict:
+        from . import io
+
+        demos, offset = {}, 0
+        for i, d in enumerate(f.demos):
+            shape = tuple(f.file["data"][d.name][f"obs/{IMAGE_KEY}"].shape)
+            demos[d.name] = {"offset": offset, "shape": shape}
+            offset += int(np.prod(shape))
+        tmp = self.data_path.with_name(f"{self.data_path.name}.tmp-{os.getpid()}")
+        try:
+            out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(offset, 1),))
+            for i, d in enumerate(f.demos):
+                start, shape = demos[d.name]["offset"], demos[d.name]["shape"]
+                out[start:start + int(np.prod(shape))] = f.read(i, f"obs/{IMAGE_KEY}").reshape(-1)
+            out.flush()
+            del out
+            if offset == 0:
+                os.truncate(tmp, 0)
+            os.replace(tmp, self.data_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        index = {"key": key, "bytes": offset, "demos": demos}
+        io.write_json(self.index_path, index)
+        return index
+
+    def demo_index(self, name: str) -> tuple[int, tuple]:
+        entry = self.index["demos"][name]
+        return int(entry["offset"]), tuple(entry["shape"])
+
+    def frame(self, demo: tuple[int, tuple], t: int) -> np.ndarray:
+        """Frame ``t`` of a demo (from :meth:`demo_index`) as a uint8 array (a copy)."""
+        # a memory map does not survive pickling into spawn workers: each process maps the file itself
+        if self._map is None or self._pid != os.getpid():
+            self._map, self._pid = np.memmap(self.data_path, dtype=np.uint8, mode="r"), os.getpid()
+        offset, shape = demo
+        size = int(np.prod(shape[1:]))
+        start = offset + t * size
+        return np.array(self._map[start:start + size]).reshape(shape[1:])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_map"], state["_pid"] = None, None
         return state

@@ -291,6 +291,13 @@ class EvaluatorConfig(BaseModel):
     def referenced_policies(self) -> list[str]:
         return list(self.policies)
 
+    def smoke(self) -> dict:
+        """Overrides at smoke scale (``pxp run --smoke``); subclasses add their own sizes."""
+        from . import smoke
+
+        return {"episodes_per_position": smoke.EPISODES, "max_steps": min(self.max_steps, smoke.MAX_STEPS),
+                "videos": min(self.videos, 1)}
+
 
 def episode_seed(*parts: int) -> int:
     """A scene seed from (run seed, evaluator seed, position, episode): the same for every policy,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
+from . import io, pool
 from .camera import Camera
 
 PANEL = 160  # px per panel (images are resized to this width)
@@ -198,7 +198,7 @@ class _OodFrames:
 
     def __init__(self, spec: dict, ev_cfg: dict):
         self.spec, self.ev_cfg = spec, ev_cfg
-        self.scene, self.cache, self.error = None, {}, None
+        self.scene, self.cache, self.error, self.shared = None, {}, None, False
 
     def get(self, eps: list, n: int) -> list[dict]:
         if n <= 0:
@@ -232,14 +232,18 @@ class _OodFrames:
                 base = dict(self.spec.get("scene") or {})
                 merged = {**base, **(self.ev_cfg.get("scene") or {})}
                 model = get_registry().get("scenes", merged["type"]).config_model.model_validate(merged)
-                self.scene = create("scenes", model)
+                if pool.keeping_inline_cache():  # the run's scene (same config) is reused, and closed by the run
+                    self.scene = pool.worker_cache(model.model_dump_json(), lambda: create("scenes", model), slot="scene")
+                    self.shared = True
+                else:
+                    self.scene = create("scenes", model)
             except Exception as exc:
                 self.error = exc
                 raise
         return self.scene
 
     def close(self) -> None:
-        if self.scene is not None:
+        if self.scene is not None and not self.shared:
             close = getattr(self.scene, "close", None)
             if close:
                 close()

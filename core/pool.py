@@ -71,6 +71,28 @@ def worker_cache(key: Any, factory: Callable[[], Any], slot: str = "default") ->
     return value
 
 
+_KEEP = [0]  # > 0 inside keep_inline_cache()
+
+
+@contextlib.contextmanager
+def keep_inline_cache():
+    """In-process runs (``workers=1``) inside this block keep their cached values (a scene: seconds to
+    build) from one :func:`run_tasks` call to the next, e.g. from dataset generation to evaluation;
+    they are closed when the outermost block ends."""
+    _KEEP[0] += 1
+    try:
+        yield
+    finally:
+        _KEEP[0] -= 1
+        if not _KEEP[0]:
+            close_worker_cache()
+
+
+def keeping_inline_cache() -> bool:
+    """True inside :func:`keep_inline_cache`: values put in :func:`worker_cache` outlive the current call."""
+    return _KEEP[0] > 0
+
+
 def close_worker_cache() -> None:
     """Close and forget every cached value in this process (safe to call twice)."""
     while _CACHE:
@@ -222,7 +244,8 @@ def _run_inline(fn, tasks, progress, initializer, initargs):
             _advance(progress)
             yield TaskResult(i, task, value, err, tb)
     finally:
-        close_worker_cache()
+        if not _KEEP[0]:
+            close_worker_cache()
 
 
 def _run_pool(fn, tasks, workers, progress, initializer, initargs):

@@ -17,6 +17,8 @@ from . import io, plots, stats
 
 AXIS = {"position_split": "Object position", "viewpoint_grid": "Camera viewpoint",
         "distractors": "Visual clutter", "data_efficiency": "Demo count"}
+SMOKE_BANNER = ("SMOKE RUN (pxp run --smoke): every size shrunk (64 px images, tiny random-init backbones, a few "
+                "cells, steps and episodes). It shows that every stage runs; its numbers mean nothing.")
 FAMILY = {"para_volume": "PARA", "act_regression": "ACT"}
 
 
@@ -64,6 +66,9 @@ class Doc:
     def img(self, rel, alt):
         self.blocks.append(("img", rel, alt))
 
+    def banner(self, text):
+        self.blocks.append(("banner", text))
+
     def video(self, rel, caption):
         self.blocks.append(("video", rel, caption))
 
@@ -74,6 +79,8 @@ class Doc:
                 out.append("#" * b[1] + " " + b[2])
             elif b[0] == "p":
                 out.append(b[1])
+            elif b[0] == "banner":
+                out.append(f"> **{b[1]}**")
             elif b[0] == "table":
                 out.append("| " + " | ".join(b[1]) + " |\n|" + "---|" * len(b[1]))
                 out[-1] += "".join("\n| " + " | ".join(map(str, r)) + " |" for r in b[2])
@@ -91,6 +98,8 @@ class Doc:
                 body.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
             elif b[0] == "p":
                 body.append(f"<p>{e(b[1])}</p>")
+            elif b[0] == "banner":
+                body.append(f'<p class="banner"><strong>{e(b[1])}</strong></p>')
             elif b[0] == "table":
                 head = "".join(f"<th>{e(str(c))}</th>" for c in b[1])
                 rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
@@ -112,6 +121,7 @@ th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 th {{ background: #f3f3f3; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
 img {{ max-width: 480px; }}
+.banner {{ background: #fff3cd; border: 2px solid #e0a800; padding: 0.6em 1em; }}
 figcaption {{ font-size: 0.8em; color: #555; max-width: 480px; }}
 </style></head>
 <body>
@@ -157,6 +167,8 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     manifest = io.read_json(run_dir / "manifest.json", {})
     (run_dir / "plots").mkdir(exist_ok=True)
     doc = Doc()
+    if spec.get("smoke") or manifest.get("smoke"):
+        doc.banner(SMOKE_BANNER)
     title = (spec.get("report") or {}).get("title") or f"pxp report — {spec['name']}"
     doc.h(1, title)
     if spec.get("description"):
@@ -280,19 +292,39 @@ def _viewpoints(doc: Doc, run_dir: Path, name: str, groups: dict) -> None:
 
 
 def _data_efficiency(doc: Doc, run_dir: Path, spec: dict, name: str, groups: dict) -> None:
-    rows, series = [], defaultdict(list)
-    for pol, eps in sorted(groups.items(), key=lambda kv: (_init_label(spec, kv[0]), _demos(spec, kv[0]) or 0)):
+    rows, series, cells = [], defaultdict(list), {}
+    inits = list(dict.fromkeys(_init_of(spec, kv) for kv in groups.items()))  # the evaluator's order
+    for pol, eps in sorted(groups.items(), key=lambda kv: (inits.index(_init_of(spec, kv)), _demos(spec, kv[0]) or 0)):
         s = stats.summarize_outcomes(e.get("outcome") for e in eps)
-        label = f"{family(spec, pol)} {_init_label(spec, pol)}"
+        label = f"{family(spec, pol)} {_init_of(spec, (pol, eps))}"
         demos = _demos(spec, pol)
         rows.append([label, demos if demos is not None else "all", s["counts"]["PLACE"], s["counts"]["GRASP"], s["n"],
                      pct(s["place"]), wpct(s["weighted"])])
+        cells[(demos if demos is not None else "all", label)] = s
         if demos is not None and s["n"]:
             series[label].append((demos, s["place"]["rate"], *s["place"]["ci"]))
     doc.h(3, "Success and weighted score by demo count")
     doc.table(["Policy", "Demos", "P", "G", "n", "Binary (95% CI)", "Weighted (95% CI)"], rows)
+    _pivot(doc, cells, "Binary success (PLACE) by demo count × initialisation", lambda s: pct(s["place"]))
+    _pivot(doc, cells, "Weighted score (PLACE = 1, GRASP = 0.5) by demo count × initialisation", lambda s: wpct(s["weighted"]))
     doc.img(_rel(run_dir, plots.rate_curves(dict(series), run_dir / "plots" / f"{name}_curves.png", "demos",
                                             "success vs demo count")), "success vs demo count")
+
+
+def _pivot(doc: Doc, cells: dict, title: str, fmt) -> None:
+    """The seed's layout: one row per demo count, one column per (head, initialisation)."""
+    cols = list(dict.fromkeys(label for _, label in cells))
+    demos = sorted({d for d, _ in cells}, key=lambda d: (d == "all", d if d != "all" else 0))
+    doc.h(4, title)
+    doc.table(["Demos"] + cols, [[d] + [fmt(cells[(d, c)]) if (d, c) in cells else "" for c in cols] for d in demos])
+
+
+def _init_of(spec: dict, item) -> str:
+    """The initialisation label the evaluator gave the policy's episodes (the spec's key, e.g. "upper
+    bound"), else one derived from its init_from."""
+    pol, eps = item
+    labels = next((e.get("labels") for e in eps if (e.get("labels") or {}).get("init")), None)
+    return labels["init"] if labels else _init_label(spec, pol)
 
 
 def _demos(spec: dict, pol: str):
@@ -308,11 +340,12 @@ def _init_label(spec: dict, pol: str) -> str:
 
 
 def _evaluator_section(ctx, cfg: dict, summary: dict) -> str:
-    if ctx is None:
-        return ""
+    from .plugins import get_registry
+
+    registry = ctx.registry if ctx is not None else get_registry()  # write_report(run_dir) alone has them too
     try:
-        model = ctx.registry.get("evaluators", cfg["type"]).config_model.model_validate(cfg)
-        evaluator = ctx.registry.create("evaluators", model)
+        model = registry.get("evaluators", cfg["type"]).config_model.model_validate(cfg)
+        evaluator = registry.create("evaluators", model)
     except Exception as exc:  # the report must still be written; say what is missing from it
         print(f"warning: report: no section from evaluator {cfg['type']!r}: {exc}", file=sys.stderr)
         return ""
@@ -362,7 +395,7 @@ def _training_section(doc: Doc, run_dir: Path, spec: dict) -> None:
         marker = io.read_json(run_dir / ".stages" / f"training.{pol}.json", {}) or {}
         res = marker.get("result", {})
         bb = pcfg["backbone"]
-        rows.append([pol, family(spec, pol), f"{bb['type']}:{bb.get('model', bb.get('name', ''))}",
+        rows.append([pol, family(spec, pol), _backbone_text(bb),
                      _weights_text(res, bb), pcfg["objective"]["type"], pcfg["dataset"],
                      pcfg.get("demos") or "all", pcfg.get("init_from") or "scratch",
                      res.get("steps", "?"), f"{res.get('seconds', 0) / 60:.1f} min"])
@@ -370,6 +403,15 @@ def _training_section(doc: Doc, run_dir: Path, spec: dict) -> None:
                "Time"], rows)
     if metrics:
         doc.img(_rel(run_dir, plots.training_curves(metrics, run_dir / "plots" / "training_curves.png")), "training loss")
+
+
+def _backbone_text(bb: dict) -> str:
+    """``dinov2:vit_small_patch14_dinov2``; a backbone without a model name shows its size instead."""
+    name = bb.get("model") or bb.get("name")
+    if name:
+        return f"{bb['type']}:{name}"
+    size = [f"{k} {bb[k]}" for k in ("patch_size", "embed_dim", "depth", "image_size") if k in bb]
+    return f"{bb['type']} ({', '.join(size)})" if size else bb["type"]
 
 
 def _weights_text(result: dict, backbone: dict) -> str:

@@ -133,25 +133,32 @@ class Runner:
     # -- hashes: a unit's hash covers its config and the hashes of what it consumes
     def dataset_hash(self, name: str) -> str:
         cfg = self.spec.datasets[name]
-        return config_key("dataset", cfg, scene_config(self.spec, getattr(cfg, "scene", None)))
+        return config_key("dataset", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), *self._smoke)
 
     def policy_hash(self, name: str) -> str:
         pol = self.spec.policies[name]
         init = self.policy_hash(pol.init_from) if pol.init_from in self.spec.policies else pol.init_from
-        return config_key("policy", pol, self.dataset_hash(pol.dataset), init, self.spec.seed)
+        return config_key("policy", pol, self.dataset_hash(pol.dataset), init, self.spec.seed, *self._smoke)
 
     def evaluation_hash(self, name: str) -> str:
         cfg = self.spec.evaluations[name]
         pols = [self.policy_hash(p) for p in resolve_policy_names(self.spec, referenced_policies(cfg))]
-        return config_key("evaluation", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), pols, self.spec.seed)
+        return config_key("evaluation", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), pols, self.spec.seed,
+                          *self._smoke)
+
+    @property
+    def _smoke(self) -> tuple:
+        """Smoke units never share a hash with real ones (real runs' hashes are unchanged)."""
+        return ("smoke",) if getattr(self.spec, "smoke", False) else ()
 
     def run(self, stages=STAGES) -> Path:
+        manifest.check_smoke(self.run_dir, getattr(self.spec, "smoke", False))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = pool.make_executor(self.executor_name, self._address)
         try:
-            with self._progress() as progress, pool.using_executor(executor):
+            with self._progress() as progress, pool.using_executor(executor), pool.keep_inline_cache():
                 ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers,
                                    executor)
                 manifest.write(self.run_dir, self.spec, self.registry, device=device)

@@ -38,7 +38,8 @@ class TrainConfig(Strict):
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
     amp: Literal["auto", "off", "bf16"] = "auto"
     target_stride: int = Field(4, ge=1, description="frames between consecutive future targets")
-    num_workers: int = Field(0, ge=0)
+    num_workers: Optional[int] = Field(
+        None, ge=0, description="DataLoader worker processes; null: 0 on CPU, on CUDA one per core up to 8")
 
     @model_validator(mode="after")
     def _needs_budget(self):
@@ -84,6 +85,7 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         name=(str, Field(..., pattern=NAME, description="run name; the run directory is runs/<name>")),
         description=(str, ""),
         seed=(int, 0),
+        smoke=(bool, Field(False, description="set by `pxp run --smoke`: every size shrunk, results kept apart")),
         device=(Literal["auto", "cpu", "cuda"], "auto"),
         workers=(Optional[int], Field(None, ge=1, description="worker processes (default: one per core)")),
         executor=(Literal["local", "ray"], Field("local", description=(

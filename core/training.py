@@ -143,24 +143,36 @@ def to_device(batch: dict, device) -> dict:
 
 class Batches:
     """Endless device batches; each epoch reshuffles with its own seed, so a resume that starts the
-    next epoch sees the same order a straight run would have."""
+    next epoch sees the same order a straight run would have. With worker processes (``num_workers``;
+    None: see :func:`pxp.core.data.loader_workers`) the loader and its workers live across epochs, and on
+    CUDA batches come in pinned memory and are copied without blocking."""
 
-    def __init__(self, dataset, batch_size: int, seed: int, device, num_workers: int = 0, epoch: int = 0):
+    def __init__(self, dataset, batch_size: int, seed: int, device, num_workers: int | None = 0, epoch: int = 0):
+        from .data import loader_workers
+
         if len(dataset) == 0:
             raise PxpError("the training set is empty")
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
-        self.num_workers, self.epoch = num_workers, epoch
-        self._it = None
+        self.num_workers, self.epoch = loader_workers(num_workers, device), epoch
+        self._it, self._dl, self._gen = None, None, None
 
     def _loader(self):
         import torch
         from torch.utils.data import DataLoader
 
         n = len(self.dataset)
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(DataLoader(self.dataset, batch_size=min(self.batch_size, n), shuffle=True, generator=g,
-                               drop_last=n >= self.batch_size, num_workers=self.num_workers,
-                               pin_memory=torch.device(self.device).type == "cuda"))
+        if self._dl is None or not self.num_workers:
+            self._gen = torch.Generator()
+            workers = dict(persistent_workers=True, prefetch_factor=4) if self.num_workers else {}
+            self._dl = DataLoader(self.dataset, batch_size=min(self.batch_size, n), shuffle=True, generator=self._gen,
+                                  drop_last=n >= self.batch_size, num_workers=self.num_workers,
+                                  pin_memory=torch.device(self.device).type == "cuda", **workers)
+        self._gen.manual_seed(self.seed * 100_003 + self.epoch)
+        if self._dl._iterator is not None:
+            # a persistent iterator is reset, not rebuilt, and skips the worker-seed draw a new one makes
+            # first: draw it here, so every epoch's order is the one num_workers=0 gives
+            torch.empty((), dtype=torch.int64).random_(generator=self._gen)
+        return iter(self._dl)
 
     def __iter__(self):
         return self

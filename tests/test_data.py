@@ -160,6 +160,61 @@ def test_loader_batch_contract(tmp_path):
                       "target_height_bin": (4, 3), "K": (4, 3, 3), "extrinsics": (4, 4, 4)}
 
 
+def test_frames_from_ram_cache_and_hdf5_are_the_same(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(4), fail={1})
+    sets = {mode: DemoDataset(path, horizon=2, demos=[2, 0], frames=mode) for mode in ("ram", "cache", "hdf5")}
+    assert [ds.frames for ds in sets.values()] == ["ram", "cache", "hdf5"]
+    for i in range(len(sets["ram"])):
+        ref = sets["hdf5"][i]["image"]
+        assert all(torch.equal(ds[i]["image"], ref) for ds in sets.values())
+    # above the RAM limit the default is the decoded cache
+    assert DemoDataset(path, horizon=2, preload_limit_gb=1e-9).frames == "cache"
+    assert DemoDataset(path, horizon=2).frames == "ram"
+
+
+def test_frame_cache_is_rebuilt_when_stale_or_incomplete(tmp_path):
+    from pxp.core.data import FrameCache
+
+    path = tmp_path / "d.hdf5"
+    write(path, range(2))
+    cache = FrameCache(path).build()
+    assert cache.data_path.name == "d.hdf5.frames.u8" and cache.index_path.exists()
+    assert cache.data_path.stat().st_size == 2 * 7 * 12 * 16 * 3
+    assert not list(tmp_path.glob("*.tmp-*"))  # written through a temp file
+    stamp = cache.data_path.stat().st_mtime_ns
+    FrameCache(path).build()
+    assert cache.data_path.stat().st_mtime_ns == stamp  # up to date: reused
+    path.unlink()
+    write(path, range(3), config_hash="h2")  # another dataset at the same path
+    ds = DemoDataset(path, horizon=1, frames="cache")
+    assert np.array_equal(ds[2 * 7 + 3]["image"], normalize_image(episode(2)["obs"]["agentview_rgb"][3]))
+    with open(cache.data_path, "r+b") as f:  # a cache cut short (a full disk, a kill) is not trusted
+        f.truncate(100)
+    ds = DemoDataset(path, horizon=1, frames="cache")
+    assert torch.equal(ds[20]["image"], normalize_image(episode(2)["obs"]["agentview_rgb"][6]))
+
+
+def test_batches_are_the_same_with_worker_processes(tmp_path):
+    from pxp.core.training import Batches
+
+    path = tmp_path / "d.hdf5"
+    write(path, range(3))
+    ds = DemoDataset(path, horizon=2, frames="cache")
+    plain, workers = Batches(ds, 4, seed=3, device="cpu"), Batches(ds, 4, seed=3, device="cpu", num_workers=2)
+    for _ in range(12):  # 21 samples / 4 = 5 batches an epoch: crosses two epoch boundaries
+        a, b = next(plain), next(workers)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert workers.epoch == plain.epoch == 2
+
+
+def test_loader_workers_default():
+    from pxp.core.data import loader_workers
+
+    assert loader_workers(None, "cpu") == 0 and loader_workers(3, "cpu") == 3
+    assert 0 <= loader_workers(None, "cuda") <= 8
+
+
 def test_demo_subsets(tmp_path):
     assert np.array_equal(select_demos(50, 5, seed=3), select_demos(50, 5, seed=3))
     assert not np.array_equal(select_demos(50, 5, seed=3), select_demos(50, 5, seed=4))

@@ -7,6 +7,7 @@ only inside the factories (``pxp list-plugins`` must stay light).
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +29,11 @@ class DinoV2Config(BaseModel):
     image_size: int = Field(224, gt=0, description="square input size; a multiple of the patch size")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra timm create_model kwargs (e.g. depth)")
 
+    def smoke(self) -> dict:
+        """Smoke scale: a random-init tiny ViT with this model's patch size (no weights needed)."""
+        patch = int(m.group(1)) if (m := re.search(r"patch(\d+)", self.model)) else 14
+        return TinyViTConfig(patch_size=patch, freeze=self.freeze, freeze_blocks=min(self.freeze_blocks, 1)).smoke()
+
     @model_validator(mode="after")
     def _partial_needs_blocks(self):
         if self.freeze == "partial" and self.freeze_blocks == 0:
@@ -45,6 +51,13 @@ class TinyViTConfig(BaseModel):
     num_heads: int = Field(3, gt=0)
     freeze: Literal["none", "all", "partial"] = "none"
     freeze_blocks: int = Field(0, ge=0)
+
+    def smoke(self) -> dict:
+        from pxp.core.smoke import IMAGE_SIZE
+
+        side = self.patch_size * max(1, round(IMAGE_SIZE / self.patch_size))
+        return {**self.model_dump(), "image_size": side, "embed_dim": 48, "depth": 1, "num_heads": 3,
+                "freeze_blocks": min(self.freeze_blocks, 1)}
 
 
 def make_dinov2(config: DinoV2Config):

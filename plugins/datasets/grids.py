@@ -34,6 +34,22 @@ class _GridDatasetConfig(BaseModel):
     scene: dict = Field(default_factory=dict, description="overrides for the spec's scene section")
     compression_level: int = Field(4, ge=0, le=9, description="gzip level of the images")
 
+    def smoke(self) -> dict:
+        """Smoke scale: one episode per cell, a 2-cell-wide grid (subclasses), the same split names."""
+        from pxp.core.smoke import EPISODES, IMAGE_SIZE
+
+        out = {"episodes_per_cell": EPISODES}
+        if self.image_size is not None:
+            out["image_size"] = IMAGE_SIZE
+        return out
+
+    def _smoke_grid(self, rows: int, cols: int, make_grid, **kw) -> dict:
+        """The smallest grid (within rows × cols) where the split keeps cells, and the split for it."""
+        from pxp.core.smoke import smallest_grid
+
+        rows, cols, split = smallest_grid(self.split, rows, cols, make_grid, **kw)
+        return {**_GridDatasetConfig.smoke(self), "split": split}, rows, cols
+
     def scene_overrides(self) -> dict:
         """The ``scene`` dict plus the shortcut fields (which win, and must not contradict it)."""
         short = {"robot": "circle" if self.circle_overlay else None, "clutter": self.clutter,
@@ -55,6 +71,10 @@ class PositionGridConfig(_GridDatasetConfig):
         None, description="((dx_min, dx_max), (dy_min, dy_max)) in m; None: the scene's workspace")
     view: Optional[Tuple[float, float]] = Field(None, description="(theta, phi) degrees; None: the scene's camera")
 
+    def smoke(self) -> dict:
+        out, rows, cols = self._smoke_grid(self.rows, self.cols, lambda r, c: position_grid(r, c, ((0, 1), (0, 1))))
+        return {**out, "rows": rows, "cols": cols}
+
 
 class ViewpointGridConfig(_GridDatasetConfig):
     """n_theta × n_phi camera orbits around the default view, object offset drawn per episode."""
@@ -65,6 +85,12 @@ class ViewpointGridConfig(_GridDatasetConfig):
     theta_max: float = Field(25.0, ge=0, le=80)
     extent: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = Field(
         None, description="offsets are drawn uniformly from this ((dx..), (dy..)); None: the scene's workspace")
+
+    def smoke(self) -> dict:
+        # n_theta stays 2 when it was: one θ row would sit at theta_max / 2, and "rows:0" must stay θ = 0
+        make = lambda r, c: viewpoint_grid(r, c, self.theta_max)
+        out, rows, cols = self._smoke_grid(self.n_theta, self.n_phi, make, shapes=((2, 1), (2, 2)))
+        return {**out, "n_theta": rows, "n_phi": cols}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,9 +238,9 @@ class GridGenerator(abc.ABC):
             check(*offset)
 
     def _scene_key(self, scene_cfg) -> str:
-        from pxp.core.io import config_hash
-
-        return config_hash(scene_cfg)
+        # the key evaluation rollouts use too (pxp.core.evaluation.run_episode): an in-process run
+        # (workers=1) goes from generation to evaluation with the scene it already built
+        return scene_cfg.model_dump_json()
 
 
 def workspace_of(scene_cfg):

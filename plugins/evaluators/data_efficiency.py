@@ -42,6 +42,12 @@ class DataEfficiencyConfig(EvaluatorConfig):
     def referenced_policies(self) -> list[str]:
         return [p for names in self.policies.values() for p in names]
 
+    def smoke(self) -> dict:
+        from pxp.core.smoke import GRID_SIDE, shrink_split
+
+        grid = tuple(min(n, GRID_SIDE) for n in self.grid)
+        return {**super().smoke(), "grid": grid, "split": shrink_split(self.split, *grid), "positions": 1}
+
 
 class DataEfficiency(Evaluator):
     def episodes(self, ctx) -> list[EpisodeTask]:

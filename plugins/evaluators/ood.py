@@ -26,6 +26,16 @@ class _PositionFields(EvaluatorConfig):
     grid: tuple[int, int] = Field((16, 16), description="position grid (rows along dx, columns along dy)")
     extent: Optional[Extent] = Field(None, description="grid extent ((dx_min, dx_max), (dy_min, dy_max)); default: the scene's workspace")
 
+    def smoke(self) -> dict:
+        from pxp.core.smoke import GRID_SIDE
+
+        return {**super().smoke(), "grid": tuple(min(n, GRID_SIDE) for n in self.grid)}
+
+    def smoke_split(self, split):
+        from pxp.core.smoke import GRID_SIDE, shrink_split
+
+        return shrink_split(split, *(min(n, GRID_SIDE) for n in self.grid))
+
 
 # ----------------------------------------------------------------------------- position_split
 
@@ -37,6 +47,10 @@ class PositionSplitConfig(_PositionFields):
     train_split: Optional[SplitConfig] = Field(
         None, description="the policies' training split, drawn in the report (default: the complement of split)")
     positions: Optional[int] = Field(20, ge=1, description="test positions drawn from split (None: all of it)")
+
+    def smoke(self) -> dict:
+        train = None if self.train_split is None else self.smoke_split(self.train_split)
+        return {**super().smoke(), "split": self.smoke_split(self.split), "train_split": train, "positions": 1}
 
 
 class PositionSplit(Evaluator):
@@ -79,6 +93,11 @@ class ViewpointGridConfig(_PositionFields):
     theta_max: float = Field(25.0, ge=0, le=80, description="largest tilt, degrees (θ runs 0..theta_max, both ends)")
     positions_split: SplitConfig = Field(SplitConfig(name="all"), description="random positions are drawn from these cells")
     episodes_per_position: int = Field(2, ge=1, description="episodes per viewpoint, each at a random position")
+
+    def smoke(self) -> dict:
+        # two tilts (0 and theta_max: θ > 0 is present) × two directions
+        return {**super().smoke(), "n_theta": min(self.n_theta, 2), "n_phi": min(self.n_phi, 2),
+                "positions_split": self.smoke_split(self.positions_split)}
 
 
 class ViewpointGrid(Evaluator):
@@ -131,6 +150,9 @@ class DistractorsConfig(EvaluatorConfig):
     scene: dict = Field(default_factory=lambda: {"clutter": "distractors"}, description="overrides of the scene config")
     offsets: list[tuple[float, float]] = Field([(0.0, 0.0)], min_length=1, description="test positions (dx, dy); default: LIBERO's")
     episodes_per_position: int = Field(20, ge=1)
+
+    def smoke(self) -> dict:
+        return {**super().smoke(), "offsets": self.offsets[:1]}
 
 
 class Distractors(Evaluator):

@@ -24,6 +24,9 @@ class ActRegressionConfig(BaseModel):
     workspace_low: tuple[float, float, float] | None = Field(None, description="null: fitted to training targets")
     workspace_high: tuple[float, float, float] | None = None
 
+    def smoke(self) -> dict:
+        return {"hidden_dim": min(self.hidden_dim, 64)}
+
 
 def make_act_head(config: ActRegressionConfig, backbone):
     """``factory(config, backbone)``: the head reads ``backbone.embed_dim``."""

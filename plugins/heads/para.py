@@ -28,6 +28,10 @@ class ParaVolumeConfig(BaseModel):
     condition_on_eef: bool = Field(True, description="add a learned embedding at the end-effector's patch")
     condition_on_gripper: bool = Field(True, description="add the current gripper state as a learned embedding")
 
+    def smoke(self) -> dict:
+        return {"height_bins": min(self.height_bins, 4), "heatmap_size": min(self.heatmap_size, 16),
+                "hidden_dim": min(self.hidden_dim, 32)}
+
     @model_validator(mode="after")
     def _range_ordered(self):
         if not self.height_range[0] < self.height_range[1]:

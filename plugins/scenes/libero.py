@@ -65,6 +65,13 @@ class LiberoSceneConfig(BaseModel):
     bowl_on_plate_dz: float = Field(0.004, description="bowl minus plate body height when the bowl rests on the plate")
     place_height_tol: float = Field(0.006, gt=0, description="PLACE: |bowl - plate - bowl_on_plate_dz| below this")
 
+    def smoke(self) -> dict:
+        """Smoke scale: 64 px images, the circle overlay scaled with them."""
+        from pxp.core.smoke import IMAGE_SIZE
+
+        radius = max(2.0, round(self.circle_radius * IMAGE_SIZE / self.image_size, 1))
+        return {"image_size": IMAGE_SIZE, "circle_radius": radius}
+
     @field_validator("clutter")
     @classmethod
     def _clutter(cls, v: str) -> str:
