@@ -102,7 +102,10 @@ def run(spec_path, out, force, stages, device, workers, sets):
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner
 
+    from .training import preflight
+
     spec = _load(spec_path, sets)
+    preflight(spec)  # e.g. pretrained weights that cannot be had here: stop before anything is written
     run_dir = out or Path("runs") / spec.name
     Runner(spec, run_dir, force=force, device=device, workers=workers).run(stages or STAGES)
     report = run_dir / "report.html"

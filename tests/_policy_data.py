@@ -107,3 +107,9 @@ class Ctx:
 
     def create(self, kind, config, *args, **kwargs):
         return self.registry.create(kind, config, *args, **kwargs)
+
+    def scene_config(self, **overrides):
+        """The LIBERO scene's config (pydantic only, no simulator): its workspace box holds the synthetic demos."""
+        from pxp.plugins.scenes.libero import LiberoSceneConfig
+
+        return LiberoSceneConfig(**overrides)
