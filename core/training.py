@@ -552,7 +552,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
 def _short_report(report):
     if not report:
         return None
-    return {"source": report["source"], "copied": len(report["copied"]),
+    return {"source": report["source"], "copied": len(report["copied"]), "adapted": report.get("adapted", []),
             "not_transferred": report["shape_mismatch"] + report["missing_in_source"]}
 
 

@@ -64,8 +64,10 @@ def test_para_overfits_and_predicts_through_the_camera(ctx):
 def test_act_overfits(ctx):
     s = train_policy("act", spec(head=ACT), ctx)
     rows = _losses(ctx, "act")
-    assert s["final_loss"] <= rows[0]["loss"] / 10, (rows[0]["loss"], s["final_loss"])
-    assert s["eval"]["error_3d_cm"] < 2.0
+    # (the scene's workspace box is wider than these synthetic demos: normalised losses start smaller)
+    assert rows[-1]["loss/position_l1"] <= rows[0]["loss/position_l1"] / 10, (rows[0], rows[-1])
+    assert s["final_loss"] <= rows[0]["loss"] / 5, (rows[0]["loss"], s["final_loss"])
+    assert s["eval"]["error_3d_cm"] < 2.0 and s["eval"]["gripper_accuracy"] == 1.0
 
 
 def test_2d_pretrained_para_transfers_shared_layers_and_tiles_the_heatmap(ctx):
@@ -77,7 +79,7 @@ def test_2d_pretrained_para_transfers_shared_layers_and_tiles_the_heatmap(ctx):
     assert "init_from" in log and "copied" in log and "backbone.model" in log
     assert "tiled across height bins" in log and "head.to_logits.weight (2, 16, 1, 1)→(16, 16, 1, 1)" in log
     report = pol.read_marker(ctx.checkpoint_dir("bc3d"))["init_from"]
-    assert report["not_transferred"] == []
+    assert report["shape_mismatch"] == [] and report["adapted"] == ["head.to_logits.bias", "head.to_logits.weight"]
     # Values really move: a fresh 3D policy equals the 2D one on every shared tensor after transfer,
     fresh = pol.build_policy(BACKBONE, PARA, ctx.create)
     report = transfer_weights(fresh, ctx.checkpoint_dir("pre2d"), log=lambda m: None)
