@@ -188,10 +188,11 @@ def test_expert_targets_replayed_with_the_demo_stride_place(scene):
         grasp_z = min(t[2] for t, g, _ in spy.calls if g >= 0.5)
         lift = next(k for k, (t, g, _) in enumerate(spy.calls) if g >= 0.5 and t[2] > grasp_z + 0.01)
         closure_at_lift = spy.calls[lift][2]
+        # Shut: at least 95 % of the closure the demo had when it started lifting (≈ 0.89 on the rim, reached
+        # after its 12 closing steps). Stopping each target on "reached" lifted at ≈ 0.1, a step after closing.
         demo_lift = int(np.argmax(pol.demo["phase"] == "lift"))  # the demo's first lifting frame
-        assert closure_at_lift >= pol.demo["gripper"][demo_lift] - 0.02, (offset, closure_at_lift)
-        # shut: the closure no longer changes between the last two calls before the lift
-        assert abs(closure_at_lift - spy.calls[lift - 1][2]) < 0.02, (offset, closure_at_lift)
+        assert closure_at_lift >= 0.95 * pol.demo["gripper"][demo_lift], (offset, closure_at_lift)
+        assert closure_at_lift > 0.8
     assert places >= 0.95 * len(cells), f"{places}/{len(cells)} PLACE"
 
 
