@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pxp.core.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
+from pxp.plugins.scenes.libero_expert import CLOSE_STEPS
 
 try:  # at collection, before any renderer exists: importing triton (via timm) after Mesa's llvmpipe
     import timm  # noqa: F401  has rendered once segfaults the process (two LLVMs)
@@ -185,14 +186,15 @@ def test_expert_targets_replayed_with_the_demo_stride_place(scene):
             spy.close()
         places += ep["outcome"] == "PLACE"
         assert all(c[0].shape == (3,) for c in spy.calls)
+        first_closed = next(k for k, (t, g, _) in enumerate(spy.calls) if g >= 0.5)
         grasp_z = min(t[2] for t, g, _ in spy.calls if g >= 0.5)
         lift = next(k for k, (t, g, _) in enumerate(spy.calls) if g >= 0.5 and t[2] > grasp_z + 0.01)
-        closure_at_lift = spy.calls[lift][2]
-        # Shut: at least 95 % of the closure the demo had when it started lifting (≈ 0.89 on the rim, reached
-        # after its 12 closing steps). Stopping each target on "reached" lifted at ≈ 0.1, a step after closing.
-        demo_lift = int(np.argmax(pol.demo["phase"] == "lift"))  # the demo's first lifting frame
-        assert closure_at_lift >= 0.95 * pol.demo["gripper"][demo_lift], (offset, closure_at_lift)
-        assert closure_at_lift > 0.8
+        # Shut before the lift: closed for as long as the demo held still to close (12 steps; stopping each
+        # target on "reached" gave one step), and as far as the demo's fingers had closed on the rim then
+        # (≈ 0.86–0.89; contact geometry varies a little between the two runs, hence 85 %).
+        assert (lift - first_closed) * stride >= CLOSE_STEPS, (offset, lift - first_closed)
+        demo_shut = pol.demo["gripper"][int(np.argmax(pol.demo["phase"] == "lift")) - 1]  # its last closing frame
+        assert spy.calls[lift][2] >= 0.85 * demo_shut, (offset, spy.calls[lift][2], demo_shut)
     assert places >= 0.95 * len(cells), f"{places}/{len(cells)} PLACE"
 
 
