@@ -105,7 +105,7 @@ def run(spec_path, out, force, stages, device, workers, sets):
     from .training import preflight
 
     spec = _load(spec_path, sets)
-    preflight(spec)  # e.g. pretrained weights that cannot be had here: stop before anything is written
+    preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
     run_dir = out or Path("runs") / spec.name
     Runner(spec, run_dir, force=force, device=device, workers=workers).run(stages or STAGES)
     report = run_dir / "report.html"

@@ -52,7 +52,7 @@ def train_policy(name: str, policy_cfg, ctx) -> dict:
                  workspace=scene_workspace(policy_cfg, ctx))
 
 
-def preflight(spec) -> None:
+def preflight(spec, source: str | None = None) -> None:
     """Before any work: every policy's backbone that can say whether its weights can be had here
     (a ``preflight()`` method on its config returning None or why not) is asked; if any cannot, stop
     with ONE message (exit 2) that says how to supply them or how to opt into random init. Backbones
@@ -74,7 +74,7 @@ def preflight(spec) -> None:
     why = "; ".join(f"{p} ({', '.join(ns)})" for p, ns in missing.items())
     raise SpecError([("policies.*.backbone.weights",
                       f"pretrained backbone weights cannot be obtained on this machine: {why}. To run, "
-                      f"{how_to(model, names)}")])
+                      f"{how_to(model, names)}")], source=source)
 
 
 def scene_workspace(policy_cfg, ctx):

@@ -82,12 +82,12 @@ def unavailable(cfg) -> str | None:
 
 def how_to(model: str, policies: list[str]) -> str:
     """How to supply pretrained weights, or opt into a random init (the message ``pxp run`` stops with)."""
-    first = policies[0] if policies else "<policy>"
-    return (f"supply them as a local file (weights: /path/to/{model}.pth or .safetensors, Meta's or timm's), "
-            f"from the Hugging Face cache (on a machine with internet: `huggingface-cli download timm/{model}...`, "
-            f"then weights: hf-hub:<repo id> here with HF_HUB_OFFLINE=1), or with internet (weights: timm); or opt "
-            f"into random init explicitly with weights: random (stated in every report), e.g. "
-            f"--set policies.{first}.backbone.weights=random for each policy")
+    repo = timm_repo(model) or f"timm/{model}"
+    opt_in = " ".join(f"--set policies.{p}.backbone.weights=random" for p in policies) or "weights: random"
+    return (f"supply them as a local file (weights: /path/to/file.pth or .safetensors, Meta's or timm's); or "
+            f"through the Hugging Face cache (`huggingface-cli download {repo}` where there is internet, copy "
+            f"the cache here, then weights: hf-hub:{repo}); or run where {HUB_HOST} is reachable (weights: timm). "
+            f"Or opt into random init explicitly with weights: random (every report says so): {opt_in}")
 
 
 def resolve(cfg) -> tuple[dict, dict]:
