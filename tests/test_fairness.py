@@ -62,3 +62,15 @@ def _planned(spec, dataset: str) -> int:
     cfg = spec.datasets[dataset]
     gen = plugin_registry().create("datasets", cfg)
     return len(gen.plan(scene_config(spec, cfg.scene_overrides())))
+
+
+def test_gripper_label_is_the_command_that_arrived_at_the_frame():
+    """``actions[t]`` is executed from frame t; the label of frame f is ``actions[f-1]`` (frame 0: its own),
+    the command the rollout applies while moving to a target at frame f."""
+    import numpy as np
+
+    from pxp.core.data import gripper_labels
+
+    commands = np.array([0, 0, 1, 1, 1, 0, 0], dtype=float)
+    assert gripper_labels(commands).tolist() == [0, 0, 0, 1, 1, 1, 0]
+    assert gripper_labels(np.array([1.0])).tolist() == [1]
