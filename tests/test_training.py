@@ -239,7 +239,10 @@ def test_policies_overfit_a_handful_of_real_samples(libero_demo, tmp_path, reg, 
     policy = pol.build_policy(BACKBONE, head_cfg, reg.create, objective_cfg=BehaviorCloningConfig())
     objective = reg.create("objectives", BehaviorCloningConfig())
     tcfg = TrainConfig(steps=steps, lr=lr, warmup_steps=5, eval_every=steps, batch_size=8)
-    s = train(policy, objective, handful, None, tcfg, tmp_path / head, log=lambda m: None)
+    from pxp.plugins.scenes.libero import LiberoSceneConfig
+
+    box = (*LiberoSceneConfig().workspace_bounds(), "scene libero_bowl_plate")  # what train_policy passes
+    s = train(policy, objective, handful, None, tcfg, tmp_path / head, log=lambda m: None, workspace=box)
     first = io.read_jsonl(tmp_path / head / "metrics.jsonl")[0]["loss"]
     assert s["final_loss"] <= first / 10, (first, s["final_loss"])
     if head == "para":
