@@ -53,7 +53,7 @@ def build(args):
     if args.backbone == "tiny":
         bb = TinyViTConfig(image_size=args.size, patch_size=8, embed_dim=96, depth=2, num_heads=3)
     else:
-        bb = DinoV2Config(model="vit_small_patch14_dinov2", image_size=args.size)
+        bb = DinoV2Config(model="vit_small_patch14_dinov2", image_size=args.size, weights="random")
     head = (ParaVolumeConfig(horizon=args.horizon, heatmap_size=args.heatmap, hidden_dim=args.hidden)
             if args.head == "para" else
             ActRegressionConfig(horizon=args.horizon, workspace_low=(-0.5, -0.5, 0.8), workspace_high=(0.5, 0.5, 1.4)))

@@ -114,7 +114,10 @@ def run(spec_path, out, force, stages, device, workers, sets, executor, address,
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner, resolve_executor
 
+    from .training import preflight
+
     spec = _load(spec_path, sets, smoke)
+    preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
     run_dir = out or Path("runs") / spec.name
     executor = resolve_executor(executor, spec)
     if executor == "ray":

@@ -35,7 +35,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = ["DatasetError", "DemoWriter", "DemoFile", "DemoDataset", "open_dataset", "normalize_image",
-           "height_bin_index", "height_bin_centers", "select_demos", "partial_path", "FrameCache", "loader_workers", "FORMAT", "FORMAT_VERSION"]
+           "height_bin_index", "height_bin_centers", "select_demos", "gripper_labels", "partial_path", "FrameCache",
+           "loader_workers", "FORMAT", "FORMAT_VERSION"]
 
 
 class DatasetError(PxpError):
@@ -387,6 +388,20 @@ def height_bin_centers(n_bins: int, z_range: tuple[float, float]) -> np.ndarray:
     return z0 + (np.arange(n_bins) + 0.5) * (z1 - z0) / n_bins
 
 
+def gripper_labels(commands) -> np.ndarray:
+    """Per-frame gripper labels (0/1) from the per-step commands (``actions[t, 3]`` = command executed
+    from frame t to t+1): frame t's label is the command of the step that ARRIVED at it,
+    ``commands[t-1]`` (frame 0: ``commands[0]``).
+
+    A predicted target (position at frame t+k·s, this label) is executed by servoing to the position
+    with the label's command applied on the way, so the label must be the command that was applied on
+    the way there. ``commands[t]`` (what the robot did after arriving) would close the gripper one
+    target early, while still descending, and start lifting before the fingers had shut.
+    """
+    c = np.asarray(commands, dtype=float).reshape(-1) > 0.5
+    return np.concatenate([c[:1], c[:-1]]).astype(np.float32) if len(c) else c.astype(np.float32)
+
+
 def select_demos(n_demos: int, count: int | None, seed: int = 0) -> np.ndarray:
     """``count`` of ``n_demos`` demos chosen by ``seed`` (sorted indices); ``None`` → all.
 
@@ -410,7 +425,7 @@ class DemoDataset:
     A sample is the batch entry of docs/architecture.md: ``image`` at t; ``eef_pos``, ``eef_pixel``,
     ``gripper`` at t; ``target_pos`` / ``target_pixel`` / ``target_gripper`` at t+s, …, t+T·s (clamped
     to the demo's last frame), plus ``target_height_bin`` (T,) when ``height_bins=(n, z_min, z_max)``.
-    ``target_gripper`` is the expert's gripper command (``actions[:, 3]``) at those frames, 0 or 1.
+    ``target_gripper`` is the gripper label of those frames (:func:`gripper_labels`), 0 or 1.
 
     ``count``/``seed`` pick a demo subset with :func:`select_demos`; ``demos`` picks explicit
     positions in the (episode-ordered) list of successful demos instead.
@@ -452,7 +467,7 @@ class DemoDataset:
         return {"eef_pos": f.read(i, "obs/eef_pos").astype(np.float32),
                 "eef_pixel": f.read(i, "obs/eef_pixel").astype(np.float32),
                 "gripper": f.read(i, "obs/gripper").astype(np.float32),
-                "grip_cmd": (f.read(i, "actions")[:, 3] > 0.5).astype(np.float32),
+                "grip_cmd": gripper_labels(f.read(i, "actions")[:, 3]).astype(np.float32),
                 "K": cam.K.astype(np.float32), "extrinsics": cam.extrinsics.astype(np.float32)}
 
     def __len__(self) -> int:

@@ -245,6 +245,15 @@ def _config_from_dict(kind: str, data: dict):
     return get_registry().get(kind, data["type"]).config_model.model_validate(data)
 
 
+def _random_init(backbone: dict) -> dict:
+    """The backbone config with ``weights: random`` (when it has a weights field): a checkpoint holds
+    the trained tensors, and the original weights file or download need not exist where it is loaded."""
+    from .plugins import get_registry
+
+    model = get_registry().get("backbones", backbone["type"]).config_model
+    return {**backbone, "weights": "random"} if "weights" in model.model_fields else backbone
+
+
 def load_policy(checkpoint_dir, device="cpu", create=None) -> Policy:
     """Rebuild a trained policy from its checkpoint directory (what evaluation calls).
 
@@ -254,9 +263,7 @@ def load_policy(checkpoint_dir, device="cpu", create=None) -> Policy:
     """
     marker, state, _ = read_checkpoint(checkpoint_dir, map_location="cpu")
     cfg = marker["policy"]
-    backbone_cfg = _config_from_dict("backbones", cfg["backbone"])
-    if "weights" in type(backbone_cfg).model_fields:
-        backbone_cfg = backbone_cfg.model_copy(update={"weights": None})
+    backbone_cfg = _config_from_dict("backbones", _random_init(cfg["backbone"]))
     head_cfg = _config_from_dict("heads", cfg["head"])
     policy = build_policy(backbone_cfg, head_cfg, create or _registry_create(), device="cpu")
     policy.config = cfg

@@ -397,9 +397,9 @@ def _training_section(doc: Doc, run_dir: Path, spec: dict) -> None:
         bb = pcfg["backbone"]
         rows.append([pol, family(spec, pol), _backbone_text(bb),
                      _weights_text(res, bb), pcfg["objective"]["type"], pcfg["dataset"],
-                     pcfg.get("demos") or "all", pcfg.get("init_from") or "scratch",
+                     res.get("train_demos", pcfg.get("demos") or "all"), pcfg.get("init_from") or "scratch",
                      res.get("steps", "?"), f"{res.get('seconds', 0) / 60:.1f} min"])
-    doc.table(["Policy", "Head", "Backbone", "Backbone weights", "Objective", "Dataset", "Demos", "Init", "Steps",
+    doc.table(["Policy", "Head", "Backbone", "Backbone weights", "Objective", "Dataset", "Demos trained on", "Init", "Steps",
                "Time"], rows)
     if metrics:
         doc.img(_rel(run_dir, plots.training_curves(metrics, run_dir / "plots" / "training_curves.png")), "training loss")

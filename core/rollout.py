@@ -2,7 +2,8 @@
 
     obs = scene.reset(offset, view, seed)
     loop: policy.predict(image, state, camera) → (T, 4) targets
-          → scene.servo(target_xyz, gripper, ...) for the first ``replan_every`` targets
+          → scene.servo(target_xyz, gripper, ...) for the first ``replan_every`` targets,
+            each for exactly ``steps_per_target`` control steps (the demos' target_stride)
           → stop at PLACE (released) or after ``max_steps`` control steps
     outcome = scene.outcome()
 
@@ -45,7 +46,7 @@ def rollout(
     replan_every: int | None = None,
     steps_per_target: int | None = None,
     trained_stride: int | None = None,
-    tol: float | None = None,
+    tol: float = 0.0,
     stop_when_placed: bool = True,
     record_frames: bool = False,
     frame_every: int = 2,
@@ -57,7 +58,11 @@ def rollout(
     the whole predicted chunk, 1 =
     re-predict after every target). ``steps_per_target``: the servo's step budget per target; when
     None, the policy's own ``target_stride`` attribute, else ``trained_stride`` (the frames between
-    the targets it was trained on: it should reach one in about that many control steps), else 4.
+    the targets it was trained on), else 4. Each target is servoed for exactly that many control
+    steps, as far apart as the demos' targets were: ``tol`` = 0 never stops early on "reached"
+    (stopping early cut the demos' 12-step grasp and 10-step release to one step each). The gripper
+    command of a target is applied while moving to it, which is what the label means: the command of
+    the control step that arrived at the target frame (pxp.core.data).
     ``max_steps`` bounds the episode's control steps. ``record_frames`` keeps every ``frame_every``-th image in
     ``episode["frames"]`` (uint8 arrays, for a video; not JSON) and the stage shown on each in
     ``episode["frame_stages"]``.
@@ -281,6 +286,41 @@ class ExpertPolicy:
         idx = np.minimum(np.arange(self._i, self._i + self.chunk), len(self._actions) - 1)
         self._i += self.chunk
         return self._actions[idx]
+
+
+class DemoReplayPolicy:
+    """The expert's own recorded trajectory as a policy, in the training labels' form.
+
+    :meth:`prepare` records the expert from the episode's reset (like :class:`ExpertPolicy`); each
+    prediction is then exactly what a perfect policy trained on that demo would output at frame t:
+    ``eef_pos[t + k·stride]`` and the gripper label of those frames (:func:`pxp.core.data.gripper_labels`),
+    k = 1..horizon. The rollout must execute all ``horizon`` targets for ``stride`` steps each
+    (``replan_every=horizon, steps_per_target=stride``) so its frame pointer stays in step.
+    """
+
+    def __init__(self, stride: int = 4, horizon: int = 4):
+        self.target_stride, self.horizon = int(stride), int(horizon)
+        self._eef: np.ndarray | None = None
+        self._t = 0
+
+    def prepare(self, scene, *, offset, view, seed) -> None:
+        from .data import gripper_labels
+
+        scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
+        self.demo = demo = scene.run_expert(record=False)
+        self._eef = np.asarray(demo["eef_pos"], dtype=float)
+        self._grip = gripper_labels(np.asarray(demo["action"], dtype=float)[:, 3])
+
+    def reset(self) -> None:
+        self._t = 0
+
+    def predict(self, image, state, camera) -> np.ndarray:
+        if self._eef is None:
+            raise RuntimeError("DemoReplayPolicy.prepare(scene, ...) must run before the rollout")
+        last = len(self._eef) - 1
+        fut = np.minimum(self._t + self.target_stride * np.arange(1, self.horizon + 1), last)
+        self._t += self.target_stride * self.horizon
+        return np.concatenate([self._eef[fut], self._grip[fut, None]], axis=1)
 
 
 def builtin_policy(name: str):

@@ -35,7 +35,11 @@ class TrainConfig(Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     seed: int = 0
     eval_every: int = Field(100, ge=1)
-    holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    holdout_fraction: float = Field(
+        0.0, ge=0, lt=1, description="hold out this fraction of the demos for held-out metrics (they are then "
+        "NOT trained on; default 0: train on every demo, metrics on a training subset)")
+    backbone_lr_scale: Optional[float] = Field(
+        None, gt=0, description="backbone lr = lr × this; null: 0.1 for pretrained weights, 1 for random init")
     amp: Literal["auto", "off", "bf16"] = "auto"
     target_stride: int = Field(4, ge=1, description="frames between consecutive future targets")
     num_workers: Optional[int] = Field(

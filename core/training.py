@@ -40,21 +40,66 @@ def train_policy(name: str, policy_cfg, ctx) -> dict:
     objective = ctx.create("objectives", policy_cfg.objective)
     path = Path(ctx.dataset_path(policy_cfg.dataset))
     train_ds, hold_ds, split = demo_datasets(path, policy, tcfg, policy_cfg.demos, getattr(policy_cfg, "demo_seed", 0))
-    ctx.log(f"{name}: training on {len(train_ds)} samples from {len(split['train'])} demos, "
-            f"holding out {len(split['holdout'])} demos; backbone weights: {policy.weights_info['source']}")
+    held = f"holding out {len(split['holdout'])} of them" if split["holdout"] else "none held out"
+    ctx.log(f"{name}: training on {len(split['train'])} demos ({len(train_ds)} samples; the dataset has "
+            f"{split['available']}, {held}); backbone weights: {policy.weights_info['source']}")
     init = None
     if policy_cfg.init_from:
         init = Path(ctx.checkpoint_dir(policy_cfg.init_from))  # a policy of the spec or a directory
     meta = {"name": name, "dataset": policy_cfg.dataset, "demos": split}
     return train(policy, objective, train_ds, hold_ds, tcfg, ctx.checkpoint_dir(name), log=ctx.log,
-                 progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}")
+                 progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}",
+                 workspace=scene_workspace(policy_cfg, ctx))
+
+
+def preflight(spec, source: str | None = None) -> None:
+    """Before any work: every policy's backbone that can say whether its weights can be had here
+    (a ``preflight()`` method on its config returning None or why not) is asked; if any cannot, stop
+    with ONE message (exit 2) that says how to supply them or how to opt into random init. Backbones
+    without the method (e.g. a random-init tiny ViT that replaced one in a smoke run) are not asked."""
+    from .errors import SpecError
+
+    missing: dict[str, list[str]] = {}
+    for name, pol in spec.policies.items():
+        check = getattr(pol.backbone, "preflight", None)
+        problem = check() if check is not None else None
+        if problem:
+            missing.setdefault(problem, []).append(name)
+    if not missing:
+        return
+    from pxp.plugins.backbones._weights import how_to
+
+    names = [n for ns in missing.values() for n in ns]
+    model = getattr(spec.policies[names[0]].backbone, "model", "the backbone")
+    why = "; ".join(f"{p} ({', '.join(ns)})" for p, ns in missing.items())
+    raise SpecError([("policies.*.backbone.weights",
+                      f"pretrained backbone weights cannot be obtained on this machine: {why}. To run, "
+                      f"{how_to(model, names)}")], source=source)
+
+
+def scene_workspace(policy_cfg, ctx):
+    """(low, high, source): the workspace box of the scene the policy's dataset was recorded in, from
+    the scene config's ``workspace_bounds()`` (None when the scene provides none). It depends on the
+    scene only, never on which cells of the grid the dataset covers."""
+    get = getattr(ctx, "scene_config", None)
+    if get is None:
+        return None
+    ds_cfg = (getattr(getattr(ctx, "spec", None), "datasets", None) or {}).get(policy_cfg.dataset)
+    overrides = ds_cfg.scene_overrides() if hasattr(ds_cfg, "scene_overrides") else {}
+    scene_cfg = get(**overrides)
+    bounds = getattr(scene_cfg, "workspace_bounds", None)
+    if bounds is None:
+        return None
+    low, high = bounds()
+    return tuple(map(float, low)), tuple(map(float, high)), f"scene {getattr(scene_cfg, 'type', '?')}"
 
 
 def demo_datasets(path: Path, policy: Policy, tcfg, count: int | None, demo_seed: int = 0):
     """Train / held-out DemoDatasets split by demo (never by frame, which would leak).
 
-    With ``count`` demos asked for, held-out demos come from the ones not chosen; otherwise a
-    ``holdout_fraction`` of all demos (at least one when there are two or more) is held out.
+    With ``count`` demos asked for, held-out demos come from the ones not chosen. Without it, every
+    demo trains unless ``holdout_fraction`` > 0 (default 0) asks to hold some out: an explicit opt-in,
+    logged and stated in the summary, since it changes the demo count the experiment claims.
     """
     from .data import DemoDataset, open_dataset, select_demos
 
@@ -72,7 +117,7 @@ def demo_datasets(path: Path, policy: Policy, tcfg, count: int | None, demo_seed
     kw = dict(horizon=policy.horizon, stride=tcfg.target_stride)
     train_ds = DemoDataset(path, demos=chosen, **kw)
     hold_ds = DemoDataset(path, demos=hold, **kw) if len(hold) else None
-    return train_ds, hold_ds, {"train": chosen.tolist(), "holdout": hold.tolist()}
+    return train_ds, hold_ds, {"train": chosen.tolist(), "holdout": hold.tolist(), "available": int(n)}
 
 
 # ---------------------------------------------------------------- pieces
@@ -106,14 +151,46 @@ def lr_factor(step: int, progress: float, warmup_steps: int, schedule: str) -> f
     return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
+NO_DECAY_TENSORS = ("pos_embed", "cls_token", "reg_token", "mask_token")
+PRETRAINED_BACKBONE_LR_SCALE = 0.1  # backbone lr = 0.1 × lr for pretrained weights (train.backbone_lr_scale)
+
+
+def backbone_lr_scale(policy: Policy, tcfg) -> float:
+    """``train.backbone_lr_scale``, or by default 0.1 for pretrained backbone weights (fine-tune them
+    gently, as DETR/ACT-style recipes do) and 1 for a random init (nothing to preserve)."""
+    scale = getattr(tcfg, "backbone_lr_scale", None)
+    if scale is not None:
+        return float(scale)
+    return 1.0 if policy.weights_info.get("source") == "random init" else PRETRAINED_BACKBONE_LR_SCALE
+
+
+def no_decay(name: str, p) -> bool:
+    """Biases, norm scales, position embeddings, class/register tokens and learned embedding vectors."""
+    leaf = name.rsplit(".", 1)[-1]
+    return p.ndim < 2 or leaf in NO_DECAY_TENSORS or leaf.endswith("_embed")
+
+
+def param_groups(policy: Policy, tcfg) -> list[dict]:
+    """Backbone / head × decay / no decay; each group's ``lr_scale`` multiplies the scheduled lr."""
+    scales = {"backbone": backbone_lr_scale(policy, tcfg), "head": 1.0}
+    groups: dict[tuple[str, bool], dict] = {}
+    for name, p in policy.net.named_parameters():
+        if not p.requires_grad:
+            continue
+        part = "backbone" if name.startswith("backbone.") else "head"
+        decay = not no_decay(name, p)
+        g = groups.setdefault((part, decay), {"params": [], "names": [], "part": part, "lr_scale": scales[part],
+                                              "weight_decay": tcfg.weight_decay if decay else 0.0})
+        g["params"].append(p)
+        g["names"].append(name)
+    return list(groups.values())
+
+
 def make_optimizer(policy: Policy, tcfg):
-    """AdamW; weight decay only on matrices (not biases, norms, embeddings' scale vectors)."""
+    """AdamW over :func:`param_groups` (a separate backbone lr; no weight decay on :func:`no_decay` tensors)."""
     import torch
 
-    params = [p for p in policy.net.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{k: v for k, v in g.items() if k != "names"} for g in param_groups(policy, tcfg)]
     fused = policy.device.type == "cuda"
     return torch.optim.AdamW(groups, lr=tcfg.lr, betas=(0.9, 0.999), fused=fused)
 
@@ -229,23 +306,43 @@ def evaluate(policy: Policy, objective, dataset, device, dtype=None, batch_size:
 
 
 def transfer_weights(policy: Policy, source_dir, log=print) -> dict:
-    """Copy every tensor whose name and shape match from another policy's checkpoint; log the rest."""
+    """Copy every tensor whose name and shape match from another policy's checkpoint; tensors whose
+    shape differs go to the head's ``transfer_tensor(name, tensor, source_head_config)`` hook when it
+    has one (PARA tiles a 2D heatmap layer across height bins); log the rest."""
     marker, state, _ = read_checkpoint(source_dir)
     own = policy.state_dict()
     copied = [k for k, v in own.items() if k in state and tuple(state[k].shape) == tuple(v.shape)]
-    reshaped = [f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in own if k in state and k not in copied]
+    adapted = _adapt_mismatched(policy, own, state, copied, (marker.get("policy") or {}).get("head") or {})
+    reshaped = [f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in own
+                if k in state and k not in copied and k not in adapted]
     missing = [k for k in own if k not in state]
     unused = [k for k in state if k not in own]
-    policy.load_state_dict({k: state[k] for k in copied}, strict=False)
+    policy.load_state_dict({**{k: state[k] for k in copied}, **adapted}, strict=False)
     report = {"source": str(source_dir), "source_step": marker["step"], "copied": copied,
-              "shape_mismatch": reshaped, "missing_in_source": missing, "unused_from_source": unused}
+              "adapted": sorted(adapted), "shape_mismatch": reshaped, "missing_in_source": missing,
+              "unused_from_source": unused}
     log(f"init_from {source_dir}: copied {len(copied)}/{len(own)} tensors ({_group(copied)})")
+    if adapted:
+        log(f"init_from: tiled across height bins by the head (2D heatmap → volume): "
+            + ", ".join(f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in sorted(adapted)))
     if reshaped or missing:
         log(f"init_from: not transferred — shape mismatch: {', '.join(reshaped) or 'none'}; "
             f"absent in source: {', '.join(missing) or 'none'}")
     if unused:
         log(f"init_from: source tensors with no counterpart: {', '.join(unused)}")
     return report
+
+
+def _adapt_mismatched(policy: Policy, own: dict, state: dict, copied: list, source_head: dict) -> dict:
+    hook = getattr(policy.head, "transfer_tensor", None)
+    out = {}
+    for k in own:
+        if hook is None or k not in state or k in copied or not k.startswith("head."):
+            continue
+        t = hook(k[len("head."):], state[k], source_head)
+        if t is not None and tuple(t.shape) == tuple(own[k].shape):
+            out[k] = t
+    return out
 
 
 def _group(names: list[str], depth: int = 2) -> str:
@@ -257,14 +354,24 @@ def _group(names: list[str], depth: int = 2) -> str:
     return ", ".join(f"{k} ×{c}" for k, c in counts.items()) or "nothing"
 
 
-def _fit_head_to_data(policy: Policy, dataset, log, max_samples: int = 512) -> None:
-    """Heads with data-dependent normalisation (ACT's workspace box) are fitted to training targets."""
-    idx = np.unique(np.linspace(0, len(dataset) - 1, min(max_samples, len(dataset))).round().astype(int))
-    pos = [np.concatenate([dataset[int(i)]["target_pos"].numpy().reshape(-1, 3),
-                           dataset[int(i)]["eef_pos"].numpy().reshape(-1, 3)]) for i in idx]
-    policy.head.fit_workspace(np.concatenate(pos))
-    lo, hi = policy.head.ws_low.tolist(), policy.head.ws_high.tolist()
-    log(f"workspace box fitted to {len(idx)} training samples: low {np.round(lo, 3).tolist()}, high {np.round(hi, 3).tolist()}")
+def _set_workspace(policy: Policy, workspace, log) -> dict | None:
+    """Regression heads normalise to a workspace box: the head config's own box, else the scene's
+    (``workspace``); never the training data's range. Stored in the marker (and as head buffers)."""
+    head = policy.head
+    if not hasattr(head, "set_workspace"):
+        return None
+    hcfg = policy.config.get("head") or {}
+    if hcfg.get("workspace_low") and hcfg.get("workspace_high"):
+        low, high, source = hcfg["workspace_low"], hcfg["workspace_high"], "head config"
+    elif workspace is not None:
+        low, high, source = workspace
+    else:
+        raise PxpError(f"{hcfg.get('type', 'head')}: no workspace box to normalise positions to — the scene "
+                       "provides no workspace_bounds(); set head.workspace_low and head.workspace_high")
+    head.set_workspace(low, high)
+    box = {"low": [round(float(v), 6) for v in low], "high": [round(float(v), 6) for v in high], "source": source}
+    log(f"workspace box from the {source}: low {box['low']}, high {box['high']} (the same for every split)")
+    return box
 
 
 # ---------------------------------------------------------------- the loop
@@ -333,16 +440,17 @@ def flush_denormals(enabled: bool = True):
 
 
 def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log=print, progress=None,
-          init_from=None, meta: dict | None = None, description: str = "train") -> dict:
+          init_from=None, meta: dict | None = None, description: str = "train", workspace=None) -> dict:
     """Train ``policy`` with ``objective`` until ``tcfg.steps`` / ``tcfg.minutes`` (resuming from a
-    checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps."""
+    checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps.
+    ``workspace``: (low, high, source) box for regression heads (see :func:`scene_workspace`)."""
     with flush_denormals(policy.device.type == "cpu"):
         return _train(policy, objective, train_ds, holdout_ds, tcfg, out_dir, log=log, progress=progress,
-                      init_from=init_from, meta=meta, description=description)
+                      init_from=init_from, meta=meta, description=description, workspace=workspace)
 
 
 def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log, progress, init_from, meta,
-           description) -> dict:
+           description, workspace) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
@@ -351,16 +459,17 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
     meta = dict(meta or {})
     if resumed:
         step, elapsed, epoch, marker = resumed
-        meta["init_from"] = marker.get("init_from")
+        meta["init_from"], meta["workspace"] = marker.get("init_from"), marker.get("workspace")
         log(f"resuming from step {step} in {out_dir}")
         if marker.get("finished"):
             return marker["summary"]
     else:
         step, elapsed, epoch = 0, 0.0, 0
-        needs_fit = bool(getattr(policy.head, "needs_workspace", False))
         meta["init_from"] = transfer_weights(policy, init_from, log) if init_from else None
-        if needs_fit:
-            _fit_head_to_data(policy, train_ds, log)
+        meta["workspace"] = _set_workspace(policy, workspace, log)  # after init_from: the scene's box wins
+        scale = backbone_lr_scale(policy, tcfg)
+        log(f"learning rates: head {tcfg.lr:.2e}, backbone {tcfg.lr * scale:.2e} (×{scale:g}); no weight decay "
+            "on biases, norms, position embeddings, class/register tokens")
     meta.update(policy=policy.config, weights_info=policy.weights_info, train=_dump(tcfg))
 
     dtype = amp_dtype(tcfg.amp, policy.device)
@@ -406,7 +515,7 @@ class LoopStep:
 
         lr = self.tcfg.lr * lr_factor(step, progress, self.tcfg.warmup_steps, self.tcfg.schedule)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         loss, parts = self.step_fn(batch)
         self.names = list(parts)
         vec = torch.stack([loss.float(), *[p.float() for p in parts.values()]])
@@ -436,7 +545,10 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
     row = {"step": step, "split": split, "elapsed_s": round(budget.elapsed, 3), **ev}
     io.append_jsonl(out_dir / "metrics.jsonl", row)
     state["holdout"] = row
+    demos = meta.get("demos") or {}
     summary = {"steps": step, "seconds": round(budget.elapsed, 1), "first_loss": state["first_loss"],
+               "train_demos": len(demos.get("train", [])) if demos else len(getattr(train_ds, "demos", [])),
+               "holdout_demos": len(demos.get("holdout", [])) if demos else 0,
                "final_loss": state["last"]["loss"], "eval": row, "weights": policy.weights_info,
                "checkpoint": str(out_dir),
                "init_from": _short_report(meta.get("init_from"))}
@@ -452,7 +564,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
 def _short_report(report):
     if not report:
         return None
-    return {"source": report["source"], "copied": len(report["copied"]),
+    return {"source": report["source"], "copied": len(report["copied"]), "adapted": report.get("adapted", []),
             "not_transferred": report["shape_mismatch"] + report["missing_in_source"]}
 
 

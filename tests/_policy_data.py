@@ -48,11 +48,11 @@ def _disk(img, uv, radius, color):
     img[mask] = color
 
 
-def synth_episode(rng, camera: Camera, T: int = 12) -> dict:
+def synth_episode(rng, camera: Camera, T: int = 12, goal_y=(-0.18, 0.18)) -> dict:
     """The end effector moves from home to a random goal on the table and closes its gripper at the
     end; the image shows the end effector (red) and the goal (blue), like a bowl→plate scene."""
     home = np.array([0.0, 0.0, 1.15])
-    goal = np.array([rng.uniform(-0.12, 0.12), rng.uniform(-0.18, 0.18), rng.uniform(0.92, 0.98)])
+    goal = np.array([rng.uniform(-0.12, 0.12), rng.uniform(*goal_y), rng.uniform(0.92, 0.98)])
     s = np.linspace(0, 1, T)[:, None]
     eef = home + s * (goal - home)
     pix = camera.project(eef)
@@ -67,14 +67,14 @@ def synth_episode(rng, camera: Camera, T: int = 12) -> dict:
             "actions": actions, "camera": camera}
 
 
-def write_demos(path: Path, n_demos: int = 2, T: int = 12, size: int = 64, seed: int = 0) -> Path:
+def write_demos(path: Path, n_demos: int = 2, T: int = 12, size: int = 64, seed: int = 0, goal_y=(-0.18, 0.18)) -> Path:
     from pxp.core.data import DemoWriter
 
     rng = np.random.default_rng(seed)
     cam = look_at_camera(size, size)
-    with DemoWriter(path, config_hash=f"synthetic-{n_demos}-{T}-{size}-{seed}", attrs={"generator": "synthetic"}) as w:
+    with DemoWriter(path, config_hash=f"synthetic-{n_demos}-{T}-{size}-{seed}-{goal_y}", attrs={"generator": "synthetic"}) as w:
         for i in range(n_demos):
-            w.write(i, synth_episode(rng, cam, T), {"cell": i}, success=True)
+            w.write(i, synth_episode(rng, cam, T, goal_y), {"cell": i}, success=True)
         w.finish()
     return path
 
@@ -107,3 +107,9 @@ class Ctx:
 
     def create(self, kind, config, *args, **kwargs):
         return self.registry.create(kind, config, *args, **kwargs)
+
+    def scene_config(self, **overrides):
+        """The LIBERO scene's config (pydantic only, no simulator): its workspace box holds the synthetic demos."""
+        from pxp.plugins.scenes.libero import LiberoSceneConfig
+
+        return LiberoSceneConfig(**overrides)

@@ -58,7 +58,7 @@ def test_plugins_register_and_import_light(reg):
 
 def test_tiny_vit_and_random_dinov2_shapes(reg):
     check_backbone(reg, "tiny_vit", image_size=64, **{k: v for k, v in TINY.items() if k != "image_size"})
-    cfg = DinoV2Config(image_size=28, model_kwargs={"depth": 1})
+    cfg = DinoV2Config(image_size=28, model_kwargs={"depth": 1}, weights="random")
     bb = reg.create("backbones", cfg)
     fmap, cls = bb(torch.randn(2, 3, 28, 28))
     assert fmap.shape == (2, 384, 2, 2) and cls.shape == (2, 384)
@@ -99,7 +99,7 @@ def test_dinov2_loads_local_weights(reg, tmp_path, fmt):
 
 
 def test_dinov2_loads_from_the_local_hf_cache_offline(reg, tmp_path, monkeypatch):
-    """An HF id resolves to the file in the local cache (the layout huggingface_hub writes); no network."""
+    """An hf-hub: id resolves to the file in the local cache (the layout huggingface_hub writes); no network."""
     import huggingface_hub.constants as hf
     from safetensors.torch import save_file
 
@@ -110,14 +110,57 @@ def test_dinov2_loads_from_the_local_hf_cache_offline(reg, tmp_path, monkeypatch
     (tmp_path / "models--someone--dinov2-test" / "refs").mkdir()
     (tmp_path / "models--someone--dinov2-test" / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
-    bb = reg.create("backbones", DinoV2Config(weights="someone/dinov2-test", image_size=28, model_kwargs={"depth": 1}))
+    cfg = DinoV2Config(weights="hf-hub:someone/dinov2-test", image_size=28, model_kwargs={"depth": 1})
+    assert cfg.preflight() is None
+    bb = reg.create("backbones", cfg)
     assert torch.equal(bb.model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
-    assert bb.weights_info["source"].endswith("snapshots/abc123/model.safetensors")
+    assert bb.weights_info["source"] == "hf-hub:someone/dinov2-test"
+    assert bb.weights_info["sha256"] == pol._sha256((snap / "model.safetensors").read_bytes())
 
 
-def test_dinov2_missing_weights_is_a_clear_error(reg, tmp_path):
-    with pytest.raises(FileNotFoundError, match="never downloaded"):
-        reg.create("backbones", DinoV2Config(weights=str(tmp_path / "nope.pth"), image_size=28, model_kwargs={"depth": 1}))
+def test_dinov2_missing_weights_are_clear_errors(reg, tmp_path, monkeypatch):
+    """A path that does not exist fails validation (naming the field); timm or HF-cache weights that
+    cannot be had here fail preflight quickly (offline, empty cache) and the factory with the how-to."""
+    import huggingface_hub.constants as hf
+    from pydantic import ValidationError
+
+    from pxp.core.errors import PxpError
+
+    with pytest.raises(ValidationError, match="weights file .*nope.pth.* does not exist"):
+        DinoV2Config(weights=str(tmp_path / "nope.pth"))
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.monotonic()
+    assert "not in the local Hugging Face cache" in DinoV2Config(weights="timm").preflight()
+    assert time.monotonic() - t0 < 10
+    assert "someone/absent is not in the local" in DinoV2Config(weights="hf-hub:someone/absent").preflight()
+    with pytest.raises(PxpError, match="weights: random"):
+        reg.create("backbones", DinoV2Config(weights="timm", image_size=28, model_kwargs={"depth": 1}))
+    assert DinoV2Config(weights="random").preflight() is None and DinoV2Config(weights=None).weights == "random"
+
+
+def test_param_groups_separate_backbone_lr_and_skip_decay_where_it_harms():
+    """Backbone lr = lr × backbone_lr_scale (default 0.1 for pretrained weights, 1 for random init);
+    no weight decay on biases, norms, pos_embed, cls_token or learned embedding vectors."""
+    from pxp.core.spec import TrainConfig
+    from pxp.core.training import make_optimizer, param_groups
+    from pxp.testing import plugin_registry
+
+    reg = plugin_registry()
+    policy = _policy(reg, ParaVolumeConfig(horizon=2, height_bins=4, heatmap_size=16, hidden_dim=16))
+    tcfg = TrainConfig(steps=1, lr=1e-3, weight_decay=0.05)
+    groups = {(g["part"], g["weight_decay"] > 0): g for g in param_groups(policy, tcfg)}
+    decayed = groups[("backbone", True)]["names"] + groups[("head", True)]["names"]
+    free = groups[("backbone", False)]["names"] + groups[("head", False)]["names"]
+    for name in ("backbone.model.pos_embed", "backbone.model.cls_token", "backbone.model.norm.weight",
+                 "backbone.model.blocks.0.attn.qkv.bias", "head.step_embed", "head.eef_embed", "head.proj.bias"):
+        assert name in free, name
+    assert "backbone.model.blocks.0.attn.qkv.weight" in decayed and "head.to_logits.weight" in decayed
+    assert {g["lr_scale"] for g in groups.values() if g["part"] == "backbone"} == {1.0}  # random init
+    policy.backbone.weights_info = {"source": "timm:timm/vit_small_patch14_dinov2.lvd142m"}
+    assert {g["lr_scale"] for g in param_groups(policy, tcfg) if g["part"] == "backbone"} == {0.1}
+    opt = make_optimizer(policy, TrainConfig(steps=1, lr=1e-3, backbone_lr_scale=0.25))
+    assert sorted({g["lr_scale"] for g in opt.param_groups}) == [0.25, 1.0]
 
 
 def test_freeze_modes(reg):
@@ -142,7 +185,8 @@ def test_head_output_shapes(reg):
     a = _policy(reg, ActRegressionConfig(horizon=2, workspace_low=(-0.5, -0.5, 0.8), workspace_high=(0.5, 0.5, 1.4)))
     out = a.forward(b)
     assert out["pos01"].shape == (3, 2, 3) and out["gripper_logits"].shape == (3, 2, 2)
-    assert ((out["pos01"] >= 0) & (out["pos01"] <= 1)).all()
+    # linear output on box-normalised coordinates (−1..1 inside the box): normalise ∘ de-normalise = identity
+    assert torch.allclose(a.head.denormalize(a.head.normalize(b["target_pos"])), b["target_pos"], atol=1e-5)
     a2 = _policy(reg, ActRegressionConfig(horizon=5, space="image", workspace_low=(-1, -1, 0), workspace_high=(1, 1, 2)))
     assert a2.forward(b)["pos01"].shape == (3, 5, 2)
 

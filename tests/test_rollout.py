@@ -13,7 +13,8 @@ import types
 import numpy as np
 import pytest
 
-from pxp.core.rollout import ExpertPolicy, HomePolicy, PredictionError, rollout
+from pxp.core.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
+from pxp.plugins.scenes.libero_expert import CLOSE_STEPS
 
 try:  # at collection, before any renderer exists: importing triton (via timm) after Mesa's llvmpipe
     import timm  # noqa: F401  has rendered once segfaults the process (two LLVMs)
@@ -152,6 +153,49 @@ def test_expert_as_policy_places_on_training_positions(scene, offset):
     assert d["max_bowl_lift"] > 0.05 and d["final_bowl_plate_dist"] < 0.04
     assert d["gripper_closed_at_dist"] < 0.08
     assert ep["steps"] < 300  # stopped at the PLACE, not at the step limit
+
+
+class GripperAtEachCall:
+    """Wraps a scene's servo: records (target, gripper command, finger closure before the call)."""
+
+    def __init__(self, scene):
+        self.scene, self.calls, self._servo = scene, [], scene.servo
+        scene.servo = self.servo
+
+    def servo(self, target, gripper, **kw):
+        self.calls.append((np.array(target, dtype=float), float(gripper), self.scene.observe(image=False)["gripper"]))
+        return self._servo(target, gripper, **kw)
+
+    def close(self):
+        del self.scene.servo
+
+
+def test_expert_targets_replayed_with_the_demo_stride_place(scene):
+    """The training labels of the expert's own demo, executed by the rollout exactly as a trained
+    policy's predictions are (stride 4, horizon 4), PLACE over a 3×3 grid spanning the whole
+    workspace, and the fingers are shut (as far as the demo shut them) before the first lift step."""
+    stride, horizon = 4, 4
+    places, cells = 0, scene.grid_offsets(3, 3)
+    for i, offset in enumerate(cells):
+        pol = DemoReplayPolicy(stride=stride, horizon=horizon)
+        pol.prepare(scene, offset=offset, view=None, seed=i)
+        spy = GripperAtEachCall(scene)
+        try:
+            ep = rollout(scene, pol, offset=offset, seed=i, max_steps=400, replan_every=horizon)
+        finally:
+            spy.close()
+        places += ep["outcome"] == "PLACE"
+        assert all(c[0].shape == (3,) for c in spy.calls)
+        first_closed = next(k for k, (t, g, _) in enumerate(spy.calls) if g >= 0.5)
+        grasp_z = min(t[2] for t, g, _ in spy.calls if g >= 0.5)
+        lift = next(k for k, (t, g, _) in enumerate(spy.calls) if g >= 0.5 and t[2] > grasp_z + 0.01)
+        # Shut before the lift: closed for as long as the demo held still to close (12 steps; stopping each
+        # target on "reached" gave one step), and as far as the demo's fingers had closed on the rim then
+        # (≈ 0.86–0.89; contact geometry varies a little between the two runs, hence 85 %).
+        assert (lift - first_closed) * stride >= CLOSE_STEPS, (offset, lift - first_closed)
+        demo_shut = pol.demo["gripper"][int(np.argmax(pol.demo["phase"] == "lift")) - 1]  # its last closing frame
+        assert spy.calls[lift][2] >= 0.85 * demo_shut, (offset, spy.calls[lift][2], demo_shut)
+    assert places >= 0.95 * len(cells), f"{places}/{len(cells)} PLACE"
 
 
 def test_home_policy_scores_miss(scene):

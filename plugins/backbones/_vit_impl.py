@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -71,36 +70,17 @@ def apply_freeze(model: nn.Module, mode: str, blocks: int) -> None:
         blk.requires_grad_(False)
 
 
-def _resolve_weights(weights: str) -> Path:
-    """A local file, or a file in the local Hugging Face cache (never downloads)."""
-    p = Path(weights).expanduser()
-    if p.is_file():
-        return p
-    from huggingface_hub import try_to_load_from_cache
-
-    repo = weights.removeprefix("hf-hub:").removeprefix("hf_hub:")
-    looks_like_id = repo.count("/") == 1 and not repo.startswith((".", "/", "~")) and not p.suffix
-    for fname in ("model.safetensors", "pytorch_model.bin") if looks_like_id else ():
-        cached = try_to_load_from_cache(repo, fname)
-        if isinstance(cached, str):
-            return Path(cached)
-    raise FileNotFoundError(
-        f"backbone weights {weights!r}: no such file, and not found in the local Hugging Face cache "
-        "(weights are never downloaded; pass a local .pth/.safetensors path, or weights: null for random init)"
-    )
-
-
 def build_dinov2(cfg) -> ViTBackbone:
+    from pxp.plugins.backbones import _weights
+
     timm = _import_timm()
     kwargs = dict(num_classes=0, dynamic_img_size=True, img_size=cfg.image_size, **cfg.model_kwargs)
-    if cfg.weights is None:
-        model = timm.create_model(cfg.model, pretrained=False, **kwargs)
-        info = {"source": "random init"}
-    else:
-        path = _resolve_weights(cfg.weights)
-        # timm loads Meta's .pth and timm safetensors alike, dropping mask_token and resampling pos_embed.
-        model = timm.create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-        info = {"source": str(path), "sha256": file_sha256(path)}
+    load, info = _weights.resolve(cfg)
+    model = timm.create_model(cfg.model, **load, **kwargs)
+    if cfg.weights == "timm" and "sha256" not in info:  # just downloaded into the HF cache
+        path = _weights.cached_file(info["source"].split(":", 1)[1])
+        if path is not None:
+            info["sha256"] = file_sha256(path)
     apply_freeze(model, cfg.freeze, cfg.freeze_blocks)
     return ViTBackbone(model, cfg.image_size, info)
 

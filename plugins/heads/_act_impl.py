@@ -24,7 +24,7 @@ class ActHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.pos_out = nn.Linear(width, cfg.horizon * self.dims)
         self.gripper_out = nn.Linear(width, cfg.horizon * 2)
-        # Buffers, so the box travels with the checkpoint; NaN until configured or fitted.
+        # Buffers, so the box travels with the checkpoint; NaN until configured or set from the scene.
         nan = torch.full((3,), float("nan"))
         self.register_buffer("ws_low", torch.tensor(cfg.workspace_low, dtype=torch.float32) if cfg.workspace_low else nan)
         self.register_buffer("ws_high", torch.tensor(cfg.workspace_high, dtype=torch.float32) if cfg.workspace_high else nan.clone())
@@ -33,31 +33,35 @@ class ActHead(nn.Module):
     def needs_workspace(self) -> bool:
         return bool(torch.isnan(self.ws_low).any() or torch.isnan(self.ws_high).any())
 
-    def fit_workspace(self, positions: np.ndarray, margin: float = 0.1, min_margin: float = 0.02) -> None:
-        """Box = data range grown by ``margin`` of its extent (at least ``min_margin`` metres) per axis."""
-        p = np.asarray(positions, dtype=float).reshape(-1, 3)
-        lo, hi = p.min(0), p.max(0)
-        pad = np.maximum((hi - lo) * margin, min_margin)
-        self.ws_low.copy_(torch.as_tensor(lo - pad, dtype=torch.float32))
-        self.ws_high.copy_(torch.as_tensor(hi + pad, dtype=torch.float32))
+    def set_workspace(self, low, high) -> None:
+        """The normalisation box (world metres): the scene's workspace, never the training split's range."""
+        lo, hi = np.asarray(low, dtype=float).reshape(3), np.asarray(high, dtype=float).reshape(3)
+        if not np.all(hi > lo):
+            raise ValueError(f"workspace box needs high > low on every axis, got {lo.tolist()}, {hi.tolist()}")
+        self.ws_low.copy_(torch.as_tensor(lo, dtype=torch.float32))
+        self.ws_high.copy_(torch.as_tensor(hi, dtype=torch.float32))
 
+    # Positions are regressed in box-normalised coordinates (−1..1 inside the box, 0 at its centre) with
+    # a LINEAR output, as LeRobot's ACT regresses normalised actions: nothing squashes the output, so a
+    # target outside the training data's range (or even outside the box) stays representable.
     def normalize(self, xyz: torch.Tensor) -> torch.Tensor:
-        return (xyz - self.ws_low) / (self.ws_high - self.ws_low)
+        return 2.0 * (xyz - self.ws_low) / (self.ws_high - self.ws_low) - 1.0
 
-    def denormalize(self, p01: torch.Tensor) -> torch.Tensor:
-        return self.ws_low + p01 * (self.ws_high - self.ws_low)
+    def denormalize(self, p: torch.Tensor) -> torch.Tensor:
+        return self.ws_low + (p + 1.0) * 0.5 * (self.ws_high - self.ws_low)
 
     def forward(self, fmap: torch.Tensor, cls: torch.Tensor, cond: dict) -> dict:
         B, T = cls.shape[0], self.horizon
         z = self.norm(cls)
         if self.cfg.condition_on_state:
             if self.needs_workspace:
-                raise RuntimeError("act_regression: workspace box not set (configure it or fit it to data first)")
+                raise RuntimeError("act_regression: workspace box not set (configure workspace_low/high or let "
+                                   "training take it from the scene)")
             state = torch.cat([self.normalize(cond["eef_pos"].float()), cond["gripper"].float().view(B, 1)], -1)
             z = torch.cat([z, state.to(z.dtype)], -1)
         h = self.mlp(z)
         out = {
-            "pos01": torch.sigmoid(self.pos_out(h).float()).view(B, T, self.dims),
+            "pos01": self.pos_out(h).float().view(B, T, self.dims),
             "gripper_logits": self.gripper_out(h).view(B, T, 2),
             "eef_pos": cond["eef_pos"],
         }

@@ -1,6 +1,8 @@
 """torch side of the PARA head (imported by ``para.make_para_head``)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -76,6 +78,19 @@ class ParaHead(nn.Module):
         self.to_logits = nn.Conv2d(hid, cfg.horizon * cfg.height_bins, 1)
         self.step_embed = nn.Parameter(torch.randn(cfg.horizon, hid) * 0.02)
         self.gripper_head = nn.Sequential(nn.LayerNorm(hid), nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, 2))
+
+    def transfer_tensor(self, name: str, source: torch.Tensor, source_cfg: dict):
+        """``init_from`` hook for a tensor whose shape differs from ours: a 1-height-bin (2D heatmap)
+        head's logits layer seeds this N-bin volume by tiling each step's channel across the N bins,
+        with log N taken off the bias, so every bin starts with the same logits and the 2D marginal
+        (logsumexp over bins, softmax over pixels) is exactly the pretrained heatmap. None = not ours."""
+        N, T = self.height_bins, self.horizon
+        if name not in ("to_logits.weight", "to_logits.bias") or int(source_cfg.get("height_bins", 0)) != 1:
+            return None
+        if int(source_cfg.get("horizon", -1)) != T or source.shape[0] != T or source.shape[1:] != getattr(self.to_logits, name.split(".")[1]).shape[1:]:
+            return None
+        tiled = source.repeat_interleave(N, dim=0)  # channel t·N + b ← channel t (logits view (T, N, h, w))
+        return tiled - math.log(N) if name.endswith("bias") else tiled
 
     def _condition(self, fmap: torch.Tensor, cond: dict) -> torch.Tensor:
         B, C, h, w = fmap.shape

@@ -1,7 +1,9 @@
 """ACT-style coordinate regression: CLS token (+ proprioception) → MLP → T × 3 positions + gripper.
 
-Positions are predicted in [0, 1] (sigmoid) inside a workspace box and de-normalised to world
-metres; the box comes from the config or, when left null, is fitted to the training targets.
+Positions are regressed with a linear output in coordinates normalised to a workspace box (0..1
+inside it) and de-normalised to world metres; the box comes from the config or, when left null,
+from the scene (``workspace_bounds()`` of the scene config) — the same box for every split of the
+grid, never the training data's range. See docs/policies.md for how this ACT differs from LeRobot's.
 ``space: image`` regresses normalised 2D pixel tracks instead (point-track pretraining).
 """
 from __future__ import annotations
@@ -21,7 +23,8 @@ class ActRegressionConfig(BaseModel):
     mlp_layers: int = Field(2, ge=1)
     space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
     condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
-    workspace_low: tuple[float, float, float] | None = Field(None, description="null: fitted to training targets")
+    workspace_low: tuple[float, float, float] | None = Field(
+        None, description="null: the scene's workspace box (the same for every split)")
     workspace_high: tuple[float, float, float] | None = None
 
     def smoke(self) -> dict:
@@ -38,4 +41,4 @@ def make_act_head(config: ActRegressionConfig, backbone):
 @hookimpl
 def pxp_register_heads(register):
     register("act_regression", ActRegressionConfig, make_act_head,
-             summary="ACT baseline: CLS → MLP → T normalised xyz + gripper")
+             summary="ACT baseline: CLS → MLP → T xyz (linear, scene-box normalised) + gripper")

@@ -14,6 +14,12 @@ from pxp.core.hookspecs import hookimpl
 BOWL_XY, PLATE_XY = (-0.065, 0.200), (0.055, 0.200)
 BOWL_RADIUS, PLATE_RADIUS = 0.054, 0.069
 TABLE_X, TABLE_Y = (-0.50, 0.50), (-0.60, 0.60)
+TABLE_Z = 0.90  # table top
+EEF_HOME = (-0.21, 0.0, 1.17)  # grip site at the robot's home pose (before joint noise)
+# End-effector targets stay within this distance (xy) of the objects' footprint: the grasp is at the bowl
+# rim (± 0.047 m in y), the release over the plate is offset by the same amount, objects jitter ± 5 mm.
+TARGET_MARGIN_XY = 0.08
+TARGET_TOP_Z = EEF_HOME[2] + 0.08  # above home, with room for the home-pose noise
 CLUTTER = ("clean", "distractors")
 ROBOT_MODES = ("shown", "hidden", "circle")
 
@@ -101,6 +107,20 @@ class LiberoSceneConfig(BaseModel):
 
     check_offset = staticmethod(check_offset)
     check_view = staticmethod(check_view)
+
+    def workspace_bounds(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(low, high) world xyz box holding every end-effector target of this scene: the bowl and
+        plate footprints over the whole offset grid (``workspace_dx/dy``) grown by the grasp/release
+        margin, the robot's home pose, and heights from the table top to above home.
+
+        Regression heads normalise to it (pxp.core.training): one box for every split of the grid,
+        so a policy trained on one half can still output targets on the other."""
+        xs = [BOWL_XY[0], PLATE_XY[0]]
+        ys = [BOWL_XY[1], PLATE_XY[1]]
+        (dx0, dx1), (dy0, dy1), m = self.workspace_dx, self.workspace_dy, TARGET_MARGIN_XY
+        low = (min(min(xs) + dx0 - m, EEF_HOME[0]), min(min(ys) + dy0 - m, EEF_HOME[1]), TABLE_Z)
+        high = (max(max(xs) + dx1 + m, EEF_HOME[0]), max(max(ys) + dy1 + m, EEF_HOME[1]), TARGET_TOP_Z)
+        return tuple(round(v, 6) for v in low), tuple(round(v, 6) for v in high)
 
 
 def make_scene(cfg: LiberoSceneConfig):
