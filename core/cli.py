@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .errors import PxpError, SpecError
+from .errors import PxpError, SpecError, environment_message
 from .plugins import get_registry, report_failures
 
 err_console = Console(stderr=True, soft_wrap=True)
@@ -26,6 +27,12 @@ class PxpGroup(click.Group):
             sys.exit(2)
         except PxpError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(exc.exit_code)
+        except OSError as exc:  # read-only or full disk: one line, not an h5py traceback
+            message = environment_message(exc)
+            if message is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
             sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume")
@@ -141,7 +148,17 @@ def _add_plugin_commands() -> None:
     report_failures(reg)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's time limit, `kill`) stops like Ctrl-C: workers killed, finished work kept."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main() -> None:
+    _stop_on_sigterm()
     try:
         _add_plugin_commands()
     except PxpError as exc:  # strict mode or duplicate registrations

@@ -250,7 +250,7 @@ class DemoFile:
         try:
             return self.file["data"][self.demos[i].name][key][index]
         except OSError as exc:  # fletcher32 / gzip failure
-            raise DatasetError(f"{self.path}: {self.demos[i].name}/{key} is corrupt ({exc}); regenerate the dataset") from exc
+            raise DatasetError(f"{self.path}: {self.demos[i].name}/{key} is corrupt ({exc}); delete it and rerun `pxp run` to regenerate it") from exc
 
     def verify(self) -> None:
         """Read every array once so that checksums are checked (slow for big image sets)."""
@@ -275,7 +275,7 @@ def _open_checked(path: Path) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:  # HDF5 notices a truncated file (stored EOF beyond the real end) here
-        raise DatasetError(f"{path} is truncated or corrupt and cannot be read ({_first_line(exc)}); regenerate it") from exc
+        raise DatasetError(f"{path} is truncated or corrupt and cannot be read ({_first_line(exc)}); delete it and rerun `pxp run` to regenerate it") from exc
     problem = _file_problem(f)
     if problem:
         f.close()
@@ -289,7 +289,7 @@ def _file_problem(f: h5py.File) -> str | None:
     if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
         return f"format version {f.attrs['format_version']} is newer than this pxp reads ({FORMAT_VERSION}); upgrade pxp"
     if not bool(f.attrs.get("complete", False)):
-        return "generation did not finish (complete flag not set); regenerate it"
+        return "generation did not finish (complete flag not set); delete it and rerun `pxp run` to regenerate it"
     if "data" not in f or "failed" not in f:
         return "missing the data/ or failed/ group"
     return None
@@ -300,12 +300,12 @@ def _check_demos(path: Path, f: h5py.File) -> list[DemoInfo]:
     for name, g in f["data"].items():
         problem = _demo_problem(g)
         if problem:
-            raise DatasetError(f"{path}: data/{name} {problem}; regenerate the dataset")
+            raise DatasetError(f"{path}: data/{name} {problem}; delete it and rerun `pxp run` to regenerate it")
         demos.append(DemoInfo(name, int(g.attrs["episode"]), int(g.attrs["num_samples"]),
                               {k: _attr(v) for k, v in g.attrs.items()}))
     expected = f.attrs.get("n_demos")
     if expected is not None and int(expected) != len(demos):
-        raise DatasetError(f"{path}: has {len(demos)} demos but its header says {int(expected)}; regenerate it")
+        raise DatasetError(f"{path}: has {len(demos)} demos but its header says {int(expected)}; delete it and rerun `pxp run` to regenerate it")
     return sorted(demos, key=lambda d: d.episode)
 
 
@@ -482,7 +482,7 @@ class DemoDataset:
         try:
             return self._file["data"][self.demos[d].name][f"obs/{IMAGE_KEY}"][t]
         except OSError as exc:
-            raise DatasetError(f"{self.path}: {self.demos[d].name} image {t} is corrupt ({exc}); regenerate it") from exc
+            raise DatasetError(f"{self.path}: {self.demos[d].name} image {t} is corrupt ({exc}); delete it and rerun `pxp run` to regenerate it") from exc
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -161,6 +161,16 @@ class GridGenerator(abc.ABC):
             writer.finish({"seconds": round(time.time() - t0, 2)})
         return self._summary(path, time.time() - t0, len(todo))
 
+    def verify(self, path: Path) -> str | None:
+        """Why the finished file at ``path`` cannot be used (None if it can): the runner's cache check."""
+        from pxp.core.data import DatasetError, open_dataset
+
+        try:
+            with open_dataset(path):
+                return None
+        except DatasetError as exc:
+            return str(exc).split("; delete it")[0]
+
     def _run(self, todo, writer, ctx, already: int, total: int) -> list[str]:
         from pxp.core.pool import run_tasks
 
