@@ -11,6 +11,15 @@ class PluginError(PxpError):
     """A plugin could not be loaded or registered."""
 
 
+class FieldError(ValueError):
+    """Raised by a config model's validator about one of its fields: the spec error then names
+    ``<section path>.<field>`` instead of the whole section (see spec._format_loc)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class SpecError(PxpError):
     """A spec has problems; ``problems`` is a list of (field path, message)."""
 

@@ -26,6 +26,8 @@ from . import io, pool, stats
 EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
                   "error", "diagnostics", "video")
 BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": test and benchmark policies
+# Fault-injection policies (tests, and checking a setup's failure handling): each fails in predict.
+FAULT_POLICIES = ("crash", "hang", "segfault")
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,35 @@ def _load_policy(task: EpisodeTask):
     if task.checkpoint.startswith(BUILTIN_PREFIX):
         from . import rollout
 
-        return rollout.builtin_policy(task.checkpoint[len(BUILTIN_PREFIX):])
+        name = task.checkpoint[len(BUILTIN_PREFIX):]
+        return FaultPolicy(name) if name in FAULT_POLICIES else rollout.builtin_policy(name)
     from .policy import load_policy
 
     return load_policy(task.checkpoint, task.device)
+
+
+class FaultPolicy:
+    """``builtin:crash`` raises, ``builtin:hang`` blocks forever, ``builtin:segfault`` kills its process
+    with SIGSEGV, each on its first prediction (after the scene has been reset, as a real policy would)."""
+
+    horizon = 1
+
+    def __init__(self, fault: str):
+        self.fault = fault
+
+    def reset(self) -> None:
+        pass
+
+    def predict(self, image, state, camera):
+        import signal
+        import time
+
+        if self.fault == "hang":
+            while True:
+                time.sleep(3600)
+        if self.fault == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        raise RuntimeError("builtin:crash policy raised on purpose")
 
 
 def _meta(task: EpisodeTask) -> dict:
@@ -120,11 +147,13 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
 # ----------------------------------------------------------------------------- the driver side
 
 def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progress=None,
-                 journal: Path | None = None, log=None) -> list[dict]:
+                 journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2) -> list[dict]:
     """Run tasks through the shared pool; a crash becomes an episode with ``error`` set.
 
     ``journal``: a JSONL file each finished episode is appended to as it arrives. Episodes already in
-    it (without error) are not run again, so an interrupted evaluation resumes where it stopped.
+    it (without error) are not run again, so an interrupted evaluation resumes where it stopped and a
+    rerun retries exactly the failed ones. ``timeout`` (seconds per episode) and ``retries`` (runs after
+    a worker died) follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
     Returns the episodes in task order.
     """
     tasks = list(tasks)
@@ -134,7 +163,8 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
         progress.advance(len(tasks) - len(todo))
     n = pool.default_workers() if workers is None else int(workers)
     init = (_limit_threads, (max(1, pool.default_workers() // n),)) if n > 1 else (None, ())
-    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1]):
+    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1],
+                            timeout=timeout, retries=retries):
         ep = r.value if r.ok else error_episode(r.task, r.error)
         if not r.ok and log is not None:
             log(f"episode {r.task.key} failed: {r.error}")
@@ -287,9 +317,16 @@ class EvaluatorConfig(BaseModel):
         None, ge=1, description="predicted targets executed before predicting again (default: the whole predicted chunk)")
     steps_per_target: Optional[int] = Field(
         None, ge=1, description="servo steps per target (default: the policy's train.target_stride)")
+    episode_timeout: Optional[float] = Field(
+        None, gt=0, description="seconds an episode may take before it is recorded as an error and the run "
+                                "moves on (default: 120 + 1 s per max_steps; not enforced with workers: 1)")
 
     def referenced_policies(self) -> list[str]:
         return list(self.policies)
+
+    def time_limit(self) -> float:
+        """Seconds per episode: generous (worker start-up, scene and policy loading count too)."""
+        return float(self.episode_timeout) if self.episode_timeout else 120.0 + 1.0 * self.max_steps
 
 
 def episode_seed(*parts: int) -> int:
@@ -352,7 +389,8 @@ class Evaluator(abc.ABC):
         ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
             episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
-                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl")
+                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
+                                    timeout=_time_limit(self.config))
         for ep in episodes:  # the report links videos relative to the run directory
             if ep.get("video"):
                 ep["video"] = _relative(ep["video"], ctx.run_dir)
@@ -401,6 +439,11 @@ class Evaluator(abc.ABC):
             seen[t.policy] = k + 1
             out.append(t)
         return out
+
+
+def _time_limit(config) -> float | None:
+    limit = getattr(config, "time_limit", None)  # evaluator configs not built on EvaluatorConfig have none
+    return limit() if callable(limit) else None
 
 
 def _relative(path: str, root) -> str:

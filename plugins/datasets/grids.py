@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Tuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pxp.core.grid import Grid, SplitConfig, position_grid, viewpoint_grid
+from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
 class _GridDatasetConfig(BaseModel):
@@ -55,6 +55,11 @@ class PositionGridConfig(_GridDatasetConfig):
         None, description="((dx_min, dx_max), (dy_min, dy_max)) in m; None: the scene's workspace")
     view: Optional[Tuple[float, float]] = Field(None, description="(theta, phi) degrees; None: the scene's camera")
 
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split((self.rows, self.cols), self.split, grid_field="rows")
+        return self
+
 
 class ViewpointGridConfig(_GridDatasetConfig):
     """n_theta × n_phi camera orbits around the default view, object offset drawn per episode."""
@@ -65,6 +70,11 @@ class ViewpointGridConfig(_GridDatasetConfig):
     theta_max: float = Field(25.0, ge=0, le=80)
     extent: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = Field(
         None, description="offsets are drawn uniformly from this ((dx..), (dy..)); None: the scene's workspace")
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split((self.n_theta, self.n_phi), self.split, grid_field="n_theta")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions, scene_workspace
-from pxp.core.grid import SplitConfig, viewpoint_grid
+from pxp.core.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
 Extent = tuple[tuple[float, float], tuple[float, float]]
@@ -37,6 +37,13 @@ class PositionSplitConfig(_PositionFields):
     train_split: Optional[SplitConfig] = Field(
         None, description="the policies' training split, drawn in the report (default: the complement of split)")
     positions: Optional[int] = Field(20, ge=1, description="test positions drawn from split (None: all of it)")
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split(self.grid, self.split, count=explicit(self, "positions"))
+        if self.train_split is not None:
+            check_grid_split(self.grid, self.train_split, field="train_split")
+        return self
 
 
 class PositionSplit(Evaluator):
@@ -79,6 +86,11 @@ class ViewpointGridConfig(_PositionFields):
     theta_max: float = Field(25.0, ge=0, le=80, description="largest tilt, degrees (θ runs 0..theta_max, both ends)")
     positions_split: SplitConfig = Field(SplitConfig(name="all"), description="random positions are drawn from these cells")
     episodes_per_position: int = Field(2, ge=1, description="episodes per viewpoint, each at a random position")
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split(self.grid, self.positions_split, field="positions_split")
+        return self
 
 
 class ViewpointGrid(Evaluator):
