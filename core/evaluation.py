@@ -498,6 +498,34 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
         for cfg in (raw.get("evaluations") or {}).values():
             cfg["episodes_per_position"] = int(episodes_override)
     spec = validate_spec(raw, registry, source=str(spec_path))
+    _check_checkpoints_match(spec, run_dir, spec_path)
     stages = ("evaluation", "report") if report else ("evaluation",)
     Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
     return run_dir / "results.json"
+
+
+def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
+    """``pxp eval`` evaluates the checkpoints as trained: a resolved spec whose backbone or head was
+    edited afterwards would be reported under a config the weights never had."""
+    from .errors import SpecError
+    from .policy import read_marker
+
+    problems = []
+    for name, pol in spec.policies.items():
+        marker = read_marker(run_dir / "checkpoints" / name)
+        trained = (marker or {}).get("policy") or {}
+        for part in ("backbone", "head"):
+            now = getattr(pol, part).model_dump(mode="json")
+            if part in trained and _differs(trained[part], now, part):
+                changed = sorted(k for k in set(now) | set(trained[part]) if now.get(k) != trained[part].get(k))
+                problems.append((f"policies.{name}.{part}",
+                                 f"{', '.join(changed)} differ from the checkpoint in checkpoints/{name}; "
+                                 f"undo the edit, or run `pxp run` to train this config"))
+    if problems:
+        raise SpecError(problems, source=str(spec_path))
+
+
+def _differs(trained: dict, now: dict, part: str) -> bool:
+    if part == "backbone":  # evaluation loads the trained tensors, never the pretrained weights file
+        trained, now = {k: v for k, v in trained.items() if k != "weights"}, {k: v for k, v in now.items() if k != "weights"}
+    return trained != now

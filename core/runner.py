@@ -169,6 +169,8 @@ class Runner:
         return self.run_dir
 
     def _run(self, stages) -> None:
+        if set(stages) & {"datasets", "evaluation"}:
+            check_gl_backend()  # once here, not as one failed episode per task
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         with self._progress() as progress:
@@ -304,6 +306,21 @@ def write_results(run_dir: Path, spec) -> Path:
             episodes.extend(data["episodes"])
             summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
     return write(run_dir, episodes, summaries, spec=spec.name)
+
+
+# MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py); anything else makes every
+# worker's `import mujoco` fail.
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1",
+               "disable", "disabled", "off", "false", "0")
+
+
+def check_gl_backend() -> None:
+    value = os.environ.get("MUJOCO_GL", "").strip().lower()
+    if value and value not in GL_BACKENDS:
+        err = PxpError(f"MUJOCO_GL={os.environ['MUJOCO_GL']} is not a rendering backend MuJoCo knows; "
+                       f"use egl (headless), osmesa or glfw, or unset it")
+        err.exit_code = 2
+        raise err
 
 
 def resolve_device(device: str) -> str:
