@@ -320,6 +320,8 @@ class EvaluatorConfig(BaseModel):
     episode_timeout: Optional[float] = Field(
         None, gt=0, description="seconds an episode may take before it is recorded as an error and the run "
                                 "moves on (default: 120 + 1 s per max_steps; not enforced with workers: 1)")
+    episode_retries: int = Field(
+        2, ge=0, le=10, description="runs of an episode again whose worker process died (segfault, OOM kill)")
 
     def referenced_policies(self) -> list[str]:
         return list(self.policies)
@@ -390,7 +392,8 @@ class Evaluator(abc.ABC):
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
             episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
                                     journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
-                                    timeout=_time_limit(self.config))
+                                    timeout=_time_limit(self.config),
+                                    retries=int(getattr(self.config, "episode_retries", 2)))
         for ep in episodes:  # the report links videos relative to the run directory
             if ep.get("video"):
                 ep["video"] = _relative(ep["video"], ctx.run_dir)
