@@ -28,6 +28,7 @@ EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view",
 BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": test and benchmark policies
 # Fault-injection policies (tests, and checking a setup's failure handling): each fails in predict.
 FAULT_POLICIES = ("crash", "hang", "segfault")
+SETUP_TIMEOUT = 600.0  # seconds a worker may take to load a policy and build a scene (slow under load)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def run_episode(task: EpisodeTask) -> dict:
     # llvmpipe has created an EGL context segfaults (two LLVMs in one process; measured here).
     policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task), slot="policy")
     scene = pool.worker_cache(task.scene.model_dump_json(), lambda: _make_scene(task.scene), slot="scene")
+    pool.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
     if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
         policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
     ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,
@@ -147,13 +149,15 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
 # ----------------------------------------------------------------------------- the driver side
 
 def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progress=None,
-                 journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2) -> list[dict]:
+                 journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2,
+                 setup_timeout: float | None = SETUP_TIMEOUT) -> list[dict]:
     """Run tasks through the shared pool; a crash becomes an episode with ``error`` set.
 
     ``journal``: a JSONL file each finished episode is appended to as it arrives. Episodes already in
     it (without error) are not run again, so an interrupted evaluation resumes where it stopped and a
-    rerun retries exactly the failed ones. ``timeout`` (seconds per episode) and ``retries`` (runs after
-    a worker died) follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
+    rerun retries exactly the failed ones. ``timeout`` (seconds per episode, counted once its scene and
+    policy are loaded; loading may take ``setup_timeout``) and ``retries`` (runs after a worker died)
+    follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
     Returns the episodes in task order.
     """
     tasks = list(tasks)
@@ -164,7 +168,7 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
     n = pool.default_workers() if workers is None else int(workers)
     init = (_limit_threads, (max(1, pool.default_workers() // n),)) if n > 1 else (None, ())
     for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1],
-                            timeout=timeout, retries=retries):
+                            timeout=timeout, retries=retries, setup_timeout=setup_timeout if timeout else None):
         ep = r.value if r.ok else error_episode(r.task, r.error)
         if not r.ok and log is not None:
             log(f"episode {r.task.key} failed: {r.error}")
@@ -319,7 +323,8 @@ class EvaluatorConfig(BaseModel):
         None, ge=1, description="servo steps per target (default: the policy's train.target_stride)")
     episode_timeout: Optional[float] = Field(
         None, gt=0, description="seconds an episode may take before it is recorded as an error and the run "
-                                "moves on (default: 120 + 1 s per max_steps; not enforced with workers: 1)")
+                                "moves on, counted once the scene and policy are loaded (default: 60 + 1 s per max_steps; "
+                                "not enforced with workers: 1)")
     episode_retries: int = Field(
         2, ge=0, le=10, description="runs of an episode again whose worker process died (segfault, OOM kill)")
 
@@ -327,8 +332,8 @@ class EvaluatorConfig(BaseModel):
         return list(self.policies)
 
     def time_limit(self) -> float:
-        """Seconds per episode: generous (worker start-up, scene and policy loading count too)."""
-        return float(self.episode_timeout) if self.episode_timeout else 120.0 + 1.0 * self.max_steps
+        """Seconds per episode once its scene and policy are loaded: generous (CPU inference is slow)."""
+        return float(self.episode_timeout) if self.episode_timeout else 60.0 + 1.0 * self.max_steps
 
 
 def episode_seed(*parts: int) -> int:

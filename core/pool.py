@@ -2,7 +2,7 @@
 
 One small interface, so that a different backend (Ray, a cluster) can replace it later::
 
-    for r in run_tasks(fn, tasks, workers=4, progress=bar, timeout=300, retries=2):
+    for r in run_tasks(fn, tasks, workers=4, progress=bar, timeout=300, retries=2, setup_timeout=600):
         if r.error: ...            # the task raised, hung or kept killing its worker; the others went on
         else: write(r.value)       # results arrive as they complete: write incrementally
 
@@ -24,8 +24,10 @@ Failure semantics (a backend that replaces this one keeps them):
   were in flight on the pool are requeued, not failed; they then run one at a time, so the task that
   kills its worker is known exactly and retried up to ``retries`` times before it comes back with the
   error "worker process died …". Innocent tasks never use up retries.
-- ``timeout`` (seconds per task, counted from when it was handed to a worker, which includes that
-  worker's start-up and cache building for its first task): a task past it comes back with the error
+- ``timeout`` (seconds per task): a task's clock starts when it calls :func:`start_clock` in the worker
+  (after its one-time setup, e.g. building the cached scene), or when it is handed to a worker if it
+  never calls it; before that call it may take ``setup_timeout`` seconds (default: ``timeout``), so a
+  slow worker start-up under load is not taken for a hang. A task past its limit comes back with the error
   "timed out after N s" (not retried within the call: a hang usually repeats), the pool's workers are
   killed, the other in-flight tasks are requeued without being counted as failures, and a new pool
   takes over.
@@ -51,7 +53,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["TaskResult", "run_tasks", "worker_cache", "close_worker_cache", "default_workers"]
+__all__ = ["TaskResult", "run_tasks", "start_clock", "worker_cache", "close_worker_cache", "default_workers"]
 
 
 @dataclass
@@ -73,6 +75,8 @@ class TaskResult:
 # slot → (key, value). One entry per slot bounds memory: asking a slot for a new key (another
 # scene config) closes the previous value first, so a worker never holds two 2 GB scenes.
 _CACHE: dict[str, tuple[Any, Any]] = {}
+_CLOCK: Any = None  # in a pool worker: the queue start_clock() reports to
+_CURRENT: int | None = None  # in a pool worker: the index of the task being run
 
 
 def worker_cache(key: Any, factory: Callable[[], Any], slot: str = "default") -> Any:
@@ -108,7 +112,14 @@ def _close(value: Any) -> None:
             pass
 
 
-def _worker_init(parent_pid, initializer, initargs) -> None:
+def start_clock() -> None:
+    """Called by a task when its one-time setup is done: its time limit counts from now (see
+    ``run_tasks(timeout=…)``). A no-op in-process or without a time limit."""
+    if _CLOCK is not None and _CURRENT is not None:
+        _CLOCK.put(_CURRENT)
+
+
+def _worker_init(parent_pid, clock, initializer, initargs) -> None:
     # Worker processes leave through os._exit, which skips atexit; multiprocessing's Finalize
     # with an exit priority is run by the worker's own shutdown path, so renderers get closed
     # explicitly (an EGL context left to the GC prints "Exception ignored" tracebacks).
@@ -116,6 +127,8 @@ def _worker_init(parent_pid, initializer, initargs) -> None:
 
     Finalize(None, close_worker_cache, exitpriority=10)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills us
+    global _CLOCK
+    _CLOCK = clock
     die_with_parent(parent_pid)
     if initializer is not None:
         initializer(*initargs)
@@ -163,8 +176,10 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return line, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _call(fn: Callable, task: Any) -> tuple[Any, str | None, str | None]:
+def _call(fn: Callable, task: Any, index: int | None = None) -> tuple[Any, str | None, str | None]:
     """Run one task, turning its exception into strings (exceptions may not pickle)."""
+    global _CURRENT
+    _CURRENT = index
     try:
         return fn(task), None, None
     except Exception as exc:
@@ -187,6 +202,7 @@ def run_tasks(
     initargs: tuple = (),
     timeout: float | None = None,
     retries: int = 2,
+    setup_timeout: float | None = None,
 ) -> Iterator[TaskResult]:
     """Run ``fn(task)`` for every task; yield a :class:`TaskResult` per task as each completes.
 
@@ -202,16 +218,17 @@ def run_tasks(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if progress is True:
-        yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries)
+        yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries,
+                                  setup_timeout)
         return
     if workers == 1 or not tasks:
         yield from _run_inline(fn, tasks, progress, initializer, initargs)
     else:
-        limits = _Limits(timeout, max(0, int(retries)))
+        limits = _Limits(timeout, max(0, int(retries)), setup_timeout if setup_timeout is not None else timeout)
         yield from _run_pool(fn, tasks, min(workers, len(tasks)), progress, initializer, initargs, limits)
 
 
-def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries):
+def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries, setup_timeout):
     from rich.progress import Progress
 
     with Progress(transient=False) as bar:
@@ -221,7 +238,8 @@ def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeo
             def advance(self, n=1):
                 bar.advance(task_id, n)
 
-        yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs, timeout, retries)
+        yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs, timeout, retries,
+                             setup_timeout)
 
 
 
@@ -243,6 +261,7 @@ def _run_inline(fn, tasks, progress, initializer, initargs):
 class _Limits:
     timeout: float | None
     retries: int
+    setup_timeout: float | None
 
 
 class _Pool:
@@ -250,15 +269,23 @@ class _Pool:
 
     def __init__(self, workers, initializer, initargs):
         ctx = multiprocessing.get_context("spawn")
+        self.clock = ctx.SimpleQueue()  # task indices whose start_clock() was called
         self.executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                            initargs=(os.getpid(), initializer, initargs))
+                                            initargs=(os.getpid(), self.clock, initializer, initargs))
         self.pending: dict = {}
         self.procs: dict = {}  # pid → Process, every worker this pool started
 
-    def submit(self, fn, i, task, timeout) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.pending[self.executor.submit(_call, fn, task)] = (i, task, deadline)
+    def submit(self, fn, i, task, limits) -> None:
+        deadline = None if limits.timeout is None else time.monotonic() + limits.setup_timeout
+        self.pending[self.executor.submit(_call, fn, task, i)] = (i, task, deadline)
         self.procs.update(getattr(self.executor, "_processes", None) or {})  # the executor forgets dead ones
+
+    def restart_clocks(self, timeout) -> None:
+        while timeout is not None and not self.clock.empty():
+            started = self.clock.get()
+            for fut, (i, task, _) in list(self.pending.items()):
+                if i == started:
+                    self.pending[fut] = (i, task, time.monotonic() + timeout)
 
     def wait(self):
         deadlines = [d for _, _, d in self.pending.values() if d is not None]
@@ -299,8 +326,9 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
     finished = False
     try:
         while queue or suspects or pool.pending:
-            _fill(pool, fn, queue, suspects, workers, limits.timeout)
+            _fill(pool, fn, queue, suspects, workers, limits)
             done = pool.wait()
+            pool.restart_clocks(limits.timeout)
             broken = [f for f in done if _is_broken(f)]
             for fut in [f for f in done if not _is_broken(f)]:
                 i, task, _ = pool.pending.pop(fut)
@@ -337,15 +365,15 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
             pool.kill()
 
 
-def _fill(pool, fn, queue, suspects, workers, timeout) -> None:
+def _fill(pool, fn, queue, suspects, workers, limits) -> None:
     if suspects:  # one suspect alone on the pool: if the pool breaks now, it is the cause
         if not pool.pending:
             i, task = suspects.popleft()
-            pool.submit(fn, i, task, timeout)
+            pool.submit(fn, i, task, limits)
         return
     while queue and len(pool.pending) < workers:
         i, task = queue.popleft()
-        pool.submit(fn, i, task, timeout)
+        pool.submit(fn, i, task, limits)
 
 
 def _after_death(in_flight, codes, suspects, deaths, retries) -> list[TaskResult]:
