@@ -30,7 +30,7 @@ TINY_POLICY = {
     "head": {"type": "act_regression", "horizon": 4, "hidden_dim": 32},
     "objective": {"type": "behavior_cloning"},
     "dataset": "d",
-    "train": {"steps": 300, "batch_size": 4, "warmup_steps": 1, "eval_every": 2, "holdout_fraction": 0.0},
+    "train": {"steps": 60, "batch_size": 4, "warmup_steps": 1, "eval_every": 20, "holdout_fraction": 0.0},
 }
 
 
@@ -409,4 +409,90 @@ def test_full_disk_while_writing_a_dataset_is_one_line(tmp_path, small_disk):
                                                "compression_level": 0}})
     res = pxp("run", spec, "--out", small_disk / "run", "--stage", "datasets")
     assert res.returncode == 1 and "the disk is full" in res.stderr, res.stderr[-3000:]
+    no_traceback(res)
+
+
+# ---------------------------------------------------------------- the whole pipeline: datasets, training, outputs
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One tiny experiment, run the hard way: a worker is killed while the dataset is generated, the main
+    process is killed (-9) while training, then the run is repeated. Returns (run, spec, rerun result)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    run = tmp / "run"
+    spec = spec_file(tmp, datasets={"d": {"type": "position_grid", "rows": 1, "cols": 2, "split": "cells:0",
+                                          "episodes_per_cell": 2}},
+                     policies={"p": TINY_POLICY},
+                     evaluations={"e": {"type": "position_split", "policies": ["p"], "grid": [1, 2], "split": "cells:1",
+                                        "positions": 1, "episodes_per_position": 1, "max_steps": 5}})
+    a = start(tmp / "first.log", "run", spec, "--out", run)
+    try:
+        victim = wait_until(lambda: workers_of(a.pid), 180, "a dataset worker")[0]
+        time.sleep(2)  # mid-episode (building its scene or running the expert)
+        os.kill(victim, signal.SIGKILL)
+        ckpt = run / "checkpoints" / "p" / "checkpoint.json"
+        wait_until(lambda: ckpt.exists(), 300, "a training checkpoint", every=0.05)
+        a.kill()  # kill -9 of the main process while it trains
+        a.wait()
+    finally:
+        stop(a)
+    killed_at = json.loads(ckpt.read_text())["step"]
+    res = pxp("run", spec, "--out", run, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return run, spec, res, killed_at, (tmp / "first.log").read_text()
+
+
+def test_worker_killed_while_generating_costs_no_episode(pipeline):
+    from pxp.core.data import open_dataset
+
+    run, _, _, _, first_log = pipeline
+    with open_dataset(run / "data" / "d.hdf5") as f:
+        assert len(f.demos) == 2
+    assert "raised" not in first_log and "Traceback" not in first_log
+
+
+def test_killed_training_resumes_without_duplicate_metrics(pipeline):
+    run, _, res, killed_at, _ = pipeline
+    assert "resuming from step" in res.stderr
+    rows = [json.loads(line) for line in (run / "checkpoints/p/metrics.jsonl").read_text().splitlines()]
+    kinds = [(row["step"], tuple(sorted(row))) for row in rows]  # training rows and holdout rows share steps
+    steps = [row["step"] for row in rows]
+    assert len(kinds) == len(set(kinds)) and steps == sorted(steps), kinds
+    assert steps[-1] == TINY_POLICY["train"]["steps"]
+    assert marker(run, "training", "p")["status"] == "done" and killed_at < steps[-1]
+
+
+def test_deleted_and_corrupted_outputs_are_recomputed(pipeline, tmp_path):
+    from pxp.core.data import open_dataset
+    from pxp.core.policy import read_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(pipeline[0], run)
+    spec = pipeline[1]
+    (run / "data" / "d.hdf5").unlink()  # as the old error message advised
+    model = next((run / "checkpoints" / "p").glob("model-*.pt"))
+    model.write_bytes(model.read_bytes()[:-100] + b"\0" * 100)
+    (run / "evals" / "e" / "result.json").unlink()
+    res = pxp("run", spec, "--out", run, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = " ".join(res.stderr.split())
+    assert "recomputing d:" in log and "d.hdf5 is missing" in log
+    assert "recomputing p:" in log and "does not match its sha256" in log
+    assert "recomputing e:" in log and "result.json is missing" in log
+    with open_dataset(run / "data" / "d.hdf5") as f:
+        assert len(f.demos) == 2
+    read_checkpoint(run / "checkpoints" / "p")  # verifies every file against its sha256
+    assert len(json.loads((run / "evals/e/result.json").read_text())["episodes"]) == 1
+    again = pxp("run", spec, "--out", run)
+    assert again.returncode == 0 and again.stderr.count("is up to date") == 3
+
+
+def test_pxp_eval_rejects_a_resolved_spec_edited_away_from_its_checkpoint(pipeline, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pipeline[0], run, ignore=shutil.ignore_patterns("data"))
+    resolved = yaml.safe_load((run / "spec.resolved.yaml").read_text())
+    resolved["policies"]["p"]["head"]["hidden_dim"] = 64
+    (run / "spec.resolved.yaml").write_text(yaml.safe_dump(resolved))
+    res = pxp("eval", run)
+    assert res.returncode == 2 and "policies.p.head: hidden_dim differ from the checkpoint" in res.stderr, res.stderr
     no_traceback(res)
