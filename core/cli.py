@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import PxpError, SpecError, environment_message
 from .plugins import get_registry, report_failures
 
 err_console = Console(stderr=True, soft_wrap=True)
+_AS_COMMAND = False  # set by main(): the process is the `pxp` command, not a test calling cli()
 
 
 class PxpGroup(click.Group):
@@ -33,6 +35,10 @@ class PxpGroup(click.Group):
             if message is None:
                 raise
             err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            if _AS_COMMAND:  # skip the teardown: HDF5 objects left by a failed write can segfault when freed
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
             sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume")
@@ -158,6 +164,8 @@ def _stop_on_sigterm() -> None:
 
 
 def main() -> None:
+    global _AS_COMMAND
+    _AS_COMMAND = True
     _stop_on_sigterm()
     try:
         _add_plugin_commands()

@@ -121,12 +121,29 @@ class DemoWriter:
         parent = self.data if success else self.failed
         if name in parent:
             raise DatasetError(f"episode {index} is already in {self.partial}")
-        g = parent.create_group(name)
-        if success:
-            self._write_arrays(g, episode)
-        g.attrs.update(_attr_values({**attrs, "episode": int(index), "num_samples": _length(episode)}))
-        g.attrs["complete"] = True
-        self.file.flush()
+        self._check_space(episode if success else {})
+        try:
+            g = parent.create_group(name)
+            if success:
+                self._write_arrays(g, episode)
+            g.attrs.update(_attr_values({**attrs, "episode": int(index), "num_samples": _length(episode)}))
+            g.attrs["complete"] = True
+            self.file.flush()
+        except OSError:
+            self.file = None  # HDF5 after a failed write: closing or flushing it can segfault; leave it
+            raise
+
+    def _check_space(self, episode: dict) -> None:
+        """Refuse an episode the disk cannot hold before HDF5 starts writing it: HDF5 does not recover
+        from ENOSPC (its next flush can segfault), and the partial file stays valid for a resume."""
+        import errno
+        import shutil
+
+        need = 2 * sum(getattr(a, "nbytes", 0) for a in _arrays(episode)) + (1 << 20)
+        free = shutil.disk_usage(self.partial.parent).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free >> 20} MB free, an episode needs up to "
+                                        f"{need >> 20} MB)", str(self.partial))
 
     def _write_arrays(self, g: h5py.Group, ep: dict) -> None:
         comp, level = self._compression
@@ -488,3 +505,12 @@ class DemoDataset:
         state = dict(self.__dict__)
         state["_file"], state["_pid"] = None, None  # spawn-started DataLoader workers reopen the file
         return state
+
+
+def _arrays(tree):
+    """Every array in a nested dict of arrays (an episode record)."""
+    for v in (tree.values() if isinstance(tree, dict) else ()):
+        if isinstance(v, dict):
+            yield from _arrays(v)
+        elif hasattr(v, "nbytes"):
+            yield v

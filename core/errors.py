@@ -40,11 +40,12 @@ def environment_message(exc: OSError) -> str | None:
     """
     import errno
 
-    kinds = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+    kinds = {errno.ENOSPC: "the disk is full (free some space and rerun: finished work is kept)", errno.EDQUOT: "the disk quota is exceeded",
              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
              errno.EPERM: "operation not permitted"}
     text = str(exc)
     why = kinds.get(exc.errno) or next((w for k, w in (("No space left", kinds[errno.ENOSPC]),
+                                                        ("errno = 28", kinds[errno.ENOSPC]),
                                                         ("Read-only file system", kinds[errno.EROFS]),
                                                         ("Permission denied", kinds[errno.EACCES])) if k in text), None)
     if why is None:

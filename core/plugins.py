@@ -164,7 +164,7 @@ def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=()
 
     for kind in KINDS:
         hook = getattr(pm.hook, f"pxp_register_{kind}")
-        for impl in hook.get_hookimpls():
+        for impl in sorted(hook.get_hookimpls(), key=lambda i: _precedence(provenance[i.plugin_name])):
             info = provenance[impl.plugin_name]
             try:
                 impl.function(register=partial(_register, reg, kind, info, strict))
@@ -173,6 +173,12 @@ def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=()
                     raise PluginError(f"plugin '{info.name}' failed while registering {kind}: {_last_line(exc)}") from exc
                 reg.failures.append(PluginFailure(info.name, info.distribution, info.version, _last_line(exc)))
     return reg
+
+
+def _precedence(info: PluginInfo) -> tuple:
+    """pxp's own plugins register first, then the others by name: a duplicate name never replaces a
+    built-in, and which of two third-party plugins wins does not depend on install order."""
+    return (info.distribution != "pxp", info.name)
 
 
 def _register(reg: Registry, kind: str, info: PluginInfo, strict: bool, name: str, config_model, factory,

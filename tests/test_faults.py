@@ -340,13 +340,19 @@ def test_crashing_episodes_are_counted_reported_and_retried_by_a_rerun(tmp_path)
     assert marker(run, "evaluation", "e")["status"] == "failed"
     report = (run / "report.md").read_text()
     assert "Failed episodes" in report and "e: 2 of 4" in report and "+nan" not in report
+    torn = run / "plots" / ".e_positions.abc.tmp.png"  # what a kill during the report leaves behind
+    torn.write_bytes(b"\x89PNG")
     again = pxp("run", spec, "--out", run)
     assert again.returncode == 1 and "retrying what failed in e" in again.stderr, again.stderr[-3000:]
+    assert not torn.exists()
     runs = {}
     for e in journal(run):
         runs[e["key"]] = runs.get(e["key"], 0) + 1
     assert sorted(runs.values()) == [1, 1, 2, 2]  # only the failed ones ran again
     assert all(n == 2 for k, n in runs.items() if k.startswith("builtin:crash"))
+    check = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts/check_report.py"), "run"],
+                           cwd=tmp_path, capture_output=True, text=True, env={**env(), "PATH": "/nonexistent"})
+    assert check.returncode == 0 and '"missing_files": []' in check.stdout, check.stdout + check.stderr
 
 
 def test_hung_and_segfaulting_episodes_cost_only_themselves(tmp_path):
@@ -496,3 +502,23 @@ def test_pxp_eval_rejects_a_resolved_spec_edited_away_from_its_checkpoint(pipeli
     res = pxp("eval", run)
     assert res.returncode == 2 and "policies.p.head: hidden_dim differ from the checkpoint" in res.stderr, res.stderr
     no_traceback(res)
+
+
+# ---------------------------------------------------------------- report details
+
+def test_summary_without_valid_episodes_shows_no_nan_and_counts_failures():
+    from pxp.core.report import Doc, _summary, _training_section
+
+    spec = {"evaluations": {"e": {"type": "position_split"}},
+            "policies": {"para": {"head": {"type": "para_volume"}, "backbone": {"type": "tiny_vit"},
+                                  "objective": {"type": "behavior_cloning"}, "dataset": "d"},
+                         "act": {"head": {"type": "act_regression"}, "backbone": {"type": "tiny_vit"},
+                                 "objective": {"type": "behavior_cloning"}, "dataset": "d"}}}
+    eps = [{"policy": "para", "outcome": None, "error": "timed out after 8 s (the worker was killed)", "seed": 0},
+           {"policy": "act", "outcome": "PLACE", "error": None, "seed": 0}]
+    doc = Doc()
+    _summary(doc, spec, {"e": eps})
+    _training_section(doc, Path("/nonexistent"), spec)
+    text = doc.markdown()
+    assert "nan" not in text and "| 1 / 0 |" in text and "e: 1 of 2 (1× timed out after 8 s)" in text
+    assert "| tiny_vit |" in text and "tiny_vit:" not in text
