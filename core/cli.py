@@ -35,14 +35,21 @@ class PxpGroup(click.Group):
             if message is None:
                 raise
             err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-            if _AS_COMMAND:  # skip the teardown: HDF5 objects left by a failed write can segfault when freed
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(1)
-            sys.exit(1)
+            _exit(1)  # no teardown: HDF5 objects left by a failed write can segfault when freed
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume")
-            sys.exit(130)
+            _exit(130)
+
+
+def _exit(code: int) -> None:
+    """Exit at once after an interruption or an environment fault: everything finished is on disk (atomic
+    writes, fsynced journals) and the interpreter's teardown (joining pool threads, freeing HDF5 objects
+    after a failed write) could hang or crash. Tests that call ``cli`` in-process get a normal SystemExit."""
+    if _AS_COMMAND:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _print_spec_error(exc: SpecError) -> None:
