@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -9,10 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .errors import PxpError, SpecError
+from .errors import PxpError, SpecError, environment_message
 from .plugins import get_registry, report_failures
 
 err_console = Console(stderr=True, soft_wrap=True)
+_AS_COMMAND = False  # set by main(): the process is the `pxp` command, not a test calling cli()
 
 
 class PxpGroup(click.Group):
@@ -26,10 +29,27 @@ class PxpGroup(click.Group):
             sys.exit(2)
         except PxpError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(1)
+            sys.exit(exc.exit_code)
+        except OSError as exc:  # read-only or full disk: one line, not an h5py traceback
+            message = environment_message(exc)
+            if message is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            _exit(1)  # no teardown: HDF5 objects left by a failed write can segfault when freed
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume")
-            sys.exit(130)
+            _exit(130)
+
+
+def _exit(code: int) -> None:
+    """Exit at once after an interruption or an environment fault: everything finished is on disk (atomic
+    writes, fsynced journals) and the interpreter's teardown (joining pool threads, freeing HDF5 objects
+    after a failed write) could hang or crash. Tests that call ``cli`` in-process get a normal SystemExit."""
+    if _AS_COMMAND:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _print_spec_error(exc: SpecError) -> None:
@@ -210,7 +230,19 @@ def _add_plugin_commands() -> None:
     report_failures(reg)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's time limit, `kill`) stops like Ctrl-C: workers killed, finished work kept."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main() -> None:
+    global _AS_COMMAND
+    _AS_COMMAND = True
+    _stop_on_sigterm()
     try:
         _add_plugin_commands()
     except PxpError as exc:  # strict mode or duplicate registrations

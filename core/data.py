@@ -122,12 +122,29 @@ class DemoWriter:
         parent = self.data if success else self.failed
         if name in parent:
             raise DatasetError(f"episode {index} is already in {self.partial}")
-        g = parent.create_group(name)
-        if success:
-            self._write_arrays(g, episode)
-        g.attrs.update(_attr_values({**attrs, "episode": int(index), "num_samples": _length(episode)}))
-        g.attrs["complete"] = True
-        self.file.flush()
+        self._check_space(episode if success else {})
+        try:
+            g = parent.create_group(name)
+            if success:
+                self._write_arrays(g, episode)
+            g.attrs.update(_attr_values({**attrs, "episode": int(index), "num_samples": _length(episode)}))
+            g.attrs["complete"] = True
+            self.file.flush()
+        except OSError:
+            self.file = None  # HDF5 after a failed write: closing or flushing it can segfault; leave it
+            raise
+
+    def _check_space(self, episode: dict) -> None:
+        """Refuse an episode the disk cannot hold before HDF5 starts writing it: HDF5 does not recover
+        from ENOSPC (its next flush can segfault), and the partial file stays valid for a resume."""
+        import errno
+        import shutil
+
+        need = 2 * sum(getattr(a, "nbytes", 0) for a in _arrays(episode)) + (1 << 20)
+        free = shutil.disk_usage(self.partial.parent).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free >> 20} MB free, an episode needs up to "
+                                        f"{need >> 20} MB)", str(self.partial))
 
     def _write_arrays(self, g: h5py.Group, ep: dict) -> None:
         comp, level = self._compression
@@ -251,7 +268,7 @@ class DemoFile:
         try:
             return self.file["data"][self.demos[i].name][key][index]
         except OSError as exc:  # fletcher32 / gzip failure
-            raise DatasetError(f"{self.path}: {self.demos[i].name}/{key} is corrupt ({exc}); regenerate the dataset") from exc
+            raise DatasetError(f"{self.path}: {self.demos[i].name}/{key} is corrupt ({exc}); delete it and rerun `pxp run` to regenerate it") from exc
 
     def verify(self) -> None:
         """Read every array once so that checksums are checked (slow for big image sets)."""
@@ -276,7 +293,7 @@ def _open_checked(path: Path) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:  # HDF5 notices a truncated file (stored EOF beyond the real end) here
-        raise DatasetError(f"{path} is truncated or corrupt and cannot be read ({_first_line(exc)}); regenerate it") from exc
+        raise DatasetError(f"{path} is truncated or corrupt and cannot be read ({_first_line(exc)}); delete it and rerun `pxp run` to regenerate it") from exc
     problem = _file_problem(f)
     if problem:
         f.close()
@@ -290,7 +307,7 @@ def _file_problem(f: h5py.File) -> str | None:
     if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
         return f"format version {f.attrs['format_version']} is newer than this pxp reads ({FORMAT_VERSION}); upgrade pxp"
     if not bool(f.attrs.get("complete", False)):
-        return "generation did not finish (complete flag not set); regenerate it"
+        return "generation did not finish (complete flag not set); delete it and rerun `pxp run` to regenerate it"
     if "data" not in f or "failed" not in f:
         return "missing the data/ or failed/ group"
     return None
@@ -301,12 +318,12 @@ def _check_demos(path: Path, f: h5py.File) -> list[DemoInfo]:
     for name, g in f["data"].items():
         problem = _demo_problem(g)
         if problem:
-            raise DatasetError(f"{path}: data/{name} {problem}; regenerate the dataset")
+            raise DatasetError(f"{path}: data/{name} {problem}; delete it and rerun `pxp run` to regenerate it")
         demos.append(DemoInfo(name, int(g.attrs["episode"]), int(g.attrs["num_samples"]),
                               {k: _attr(v) for k, v in g.attrs.items()}))
     expected = f.attrs.get("n_demos")
     if expected is not None and int(expected) != len(demos):
-        raise DatasetError(f"{path}: has {len(demos)} demos but its header says {int(expected)}; regenerate it")
+        raise DatasetError(f"{path}: has {len(demos)} demos but its header says {int(expected)}; delete it and rerun `pxp run` to regenerate it")
     return sorted(demos, key=lambda d: d.episode)
 
 
@@ -509,7 +526,7 @@ class DemoDataset:
         try:
             return self._file["data"][self.demos[d].name][f"obs/{IMAGE_KEY}"][t]
         except OSError as exc:
-            raise DatasetError(f"{self.path}: {self.demos[d].name} image {t} is corrupt ({exc}); regenerate it") from exc
+            raise DatasetError(f"{self.path}: {self.demos[d].name} image {t} is corrupt ({exc}); delete it and rerun `pxp run` to regenerate it") from exc
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -624,3 +641,11 @@ class FrameCache:
         state = dict(self.__dict__)
         state["_map"], state["_pid"] = None, None
         return state
+
+def _arrays(tree):
+    """Every array in a nested dict of arrays (an episode record)."""
+    for v in (tree.values() if isinstance(tree, dict) else ()):
+        if isinstance(v, dict):
+            yield from _arrays(v)
+        elif hasattr(v, "nbytes"):
+            yield v

@@ -26,6 +26,9 @@ from . import io, pool, stats
 EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
                   "error", "diagnostics", "video")
 BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": test and benchmark policies
+# Fault-injection policies (tests, and checking a setup's failure handling): each fails in predict.
+FAULT_POLICIES = ("crash", "hang", "segfault")
+SETUP_TIMEOUT = 600.0  # seconds a worker may take to load a policy and build a scene (slow under load)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def run_episode(task: EpisodeTask) -> dict:
     # llvmpipe has created an EGL context segfaults (two LLVMs in one process; measured here).
     policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task), slot="policy")
     scene = pool.worker_cache(task.scene.model_dump_json(), lambda: _make_scene(task.scene), slot="scene")
+    pool.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
     if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
         policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
     ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,
@@ -92,10 +96,35 @@ def _load_policy(task: EpisodeTask):
     if task.checkpoint.startswith(BUILTIN_PREFIX):
         from . import rollout
 
-        return rollout.builtin_policy(task.checkpoint[len(BUILTIN_PREFIX):])
+        name = task.checkpoint[len(BUILTIN_PREFIX):]
+        return FaultPolicy(name) if name in FAULT_POLICIES else rollout.builtin_policy(name)
     from .policy import load_policy
 
     return load_policy(task.checkpoint, task.device)
+
+
+class FaultPolicy:
+    """``builtin:crash`` raises, ``builtin:hang`` blocks forever, ``builtin:segfault`` kills its process
+    with SIGSEGV, each on its first prediction (after the scene has been reset, as a real policy would)."""
+
+    horizon = 1
+
+    def __init__(self, fault: str):
+        self.fault = fault
+
+    def reset(self) -> None:
+        pass
+
+    def predict(self, image, state, camera):
+        import signal
+        import time
+
+        if self.fault == "hang":
+            while True:
+                time.sleep(3600)
+        if self.fault == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        raise RuntimeError("builtin:crash policy raised on purpose")
 
 
 def _meta(task: EpisodeTask) -> dict:
@@ -120,11 +149,15 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
 # ----------------------------------------------------------------------------- the driver side
 
 def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progress=None,
-                 journal: Path | None = None, log=None) -> list[dict]:
+                 journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2,
+                 setup_timeout: float | None = SETUP_TIMEOUT) -> list[dict]:
     """Run tasks through the shared pool; a crash becomes an episode with ``error`` set.
 
     ``journal``: a JSONL file each finished episode is appended to as it arrives. Episodes already in
-    it (without error) are not run again, so an interrupted evaluation resumes where it stopped.
+    it (without error) are not run again, so an interrupted evaluation resumes where it stopped and a
+    rerun retries exactly the failed ones. ``timeout`` (seconds per episode, counted once its scene and
+    policy are loaded; loading may take ``setup_timeout``) and ``retries`` (runs after a worker died)
+    follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
     Returns the episodes in task order.
     """
     tasks = list(tasks)
@@ -134,7 +167,8 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
         progress.advance(len(tasks) - len(todo))
     n = pool.default_workers() if workers is None else int(workers)
     init = (_limit_threads, (max(1, pool.default_workers() // n),)) if n > 1 else (None, ())
-    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1]):
+    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1],
+                            timeout=timeout, retries=retries, setup_timeout=setup_timeout if timeout else None):
         ep = r.value if r.ok else error_episode(r.task, r.error)
         if not r.ok and log is not None:
             log(f"episode {r.task.key} failed: {r.error}")
@@ -287,6 +321,12 @@ class EvaluatorConfig(BaseModel):
         None, ge=1, description="predicted targets executed before predicting again (default: the whole predicted chunk)")
     steps_per_target: Optional[int] = Field(
         None, ge=1, description="servo steps per target (default: the policy's train.target_stride)")
+    episode_timeout: Optional[float] = Field(
+        None, gt=0, description="seconds an episode may take before it is recorded as an error and the run "
+                                "moves on, counted once the scene and policy are loaded (default: 60 + 1 s per max_steps; "
+                                "not enforced with workers: 1)")
+    episode_retries: int = Field(
+        2, ge=0, le=10, description="runs of an episode again whose worker process died (segfault, OOM kill)")
 
     def referenced_policies(self) -> list[str]:
         return list(self.policies)
@@ -297,6 +337,10 @@ class EvaluatorConfig(BaseModel):
 
         return {"episodes_per_position": smoke.EPISODES, "max_steps": min(self.max_steps, smoke.MAX_STEPS),
                 "videos": min(self.videos, 1)}
+
+    def time_limit(self) -> float:
+        """Seconds per episode once its scene and policy are loaded: generous (CPU inference is slow)."""
+        return float(self.episode_timeout) if self.episode_timeout else 60.0 + 1.0 * self.max_steps
 
 
 def episode_seed(*parts: int) -> int:
@@ -359,7 +403,9 @@ class Evaluator(abc.ABC):
         ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
             episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
-                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl")
+                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
+                                    timeout=_time_limit(self.config),
+                                    retries=int(getattr(self.config, "episode_retries", 2)))
         for ep in episodes:  # the report links videos relative to the run directory
             if ep.get("video"):
                 ep["video"] = _relative(ep["video"], ctx.run_dir)
@@ -408,6 +454,11 @@ class Evaluator(abc.ABC):
             seen[t.policy] = k + 1
             out.append(t)
         return out
+
+
+def _time_limit(config) -> float | None:
+    limit = getattr(config, "time_limit", None)  # evaluator configs not built on EvaluatorConfig have none
+    return limit() if callable(limit) else None
 
 
 def _relative(path: str, root) -> str:
@@ -462,6 +513,34 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
         for cfg in (raw.get("evaluations") or {}).values():
             cfg["episodes_per_position"] = int(episodes_override)
     spec = validate_spec(raw, registry, source=str(spec_path))
+    _check_checkpoints_match(spec, run_dir, spec_path)
     stages = ("evaluation", "report") if report else ("evaluation",)
     Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
     return run_dir / "results.json"
+
+
+def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
+    """``pxp eval`` evaluates the checkpoints as trained: a resolved spec whose backbone or head was
+    edited afterwards would be reported under a config the weights never had."""
+    from .errors import SpecError
+    from .policy import read_marker
+
+    problems = []
+    for name, pol in spec.policies.items():
+        marker = read_marker(run_dir / "checkpoints" / name)
+        trained = (marker or {}).get("policy") or {}
+        for part in ("backbone", "head"):
+            now = getattr(pol, part).model_dump(mode="json")
+            if part in trained and _differs(trained[part], now, part):
+                changed = sorted(k for k in set(now) | set(trained[part]) if now.get(k) != trained[part].get(k))
+                problems.append((f"policies.{name}.{part}",
+                                 f"{', '.join(changed)} differ from the checkpoint in checkpoints/{name}; "
+                                 f"undo the edit, or run `pxp run` to train this config"))
+    if problems:
+        raise SpecError(problems, source=str(spec_path))
+
+
+def _differs(trained: dict, now: dict, part: str) -> bool:
+    if part == "backbone":  # evaluation loads the trained tensors, never the pretrained weights file
+        trained, now = {k: v for k, v in trained.items() if k != "weights"}, {k: v for k, v in now.items() if k != "weights"}
+    return trained != now

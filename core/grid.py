@@ -48,7 +48,7 @@ from typing import Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Grid", "position_grid", "viewpoint_grid", "SplitConfig", "split_cells"]
+__all__ = ["Grid", "position_grid", "viewpoint_grid", "SplitConfig", "split_cells", "check_grid_split", "explicit"]
 
 
 @dataclass(frozen=True)
@@ -280,3 +280,32 @@ def _check_indices(indices, size, name) -> None:
     bad = [i for i in indices if not 0 <= i < size]
     if bad:
         raise ValueError(f"{name} {bad} outside 0..{size - 1}")
+
+
+def check_grid_split(shape, split, field: str = "split", grid_field: str = "grid", count: int | None = None,
+                     count_field: str = "positions") -> int:
+    """For config validators: raise :class:`~pxp.core.errors.FieldError` naming the field when ``shape``
+    (rows, cols) is not a grid, ``split`` does not fit it or selects no cell, or ``count`` cells are asked
+    of a split that has fewer. Returns the split's cell count."""
+    from .errors import FieldError
+
+    rows, cols = (int(v) for v in shape)
+    if rows < 1 or cols < 1:
+        raise FieldError(grid_field, f"a grid needs at least 1×1 cells, got {rows}×{cols}")
+    grid = Grid(rows, cols, (0.0, 1.0), (0.0, 1.0))
+    try:
+        n = len(split_cells(grid, split))
+    except ValueError as exc:
+        raise FieldError(field, str(exc)) from None
+    if n == 0:
+        raise FieldError(field, f"'{split}' selects no cell of the {rows}×{cols} grid")
+    if count is not None and count > n:
+        raise FieldError(count_field, f"{count} asked for, but '{split}' has only {n} cell(s) of the "
+                                      f"{rows}×{cols} grid (use {n} or fewer, or null for all of them)")
+    return n
+
+
+def explicit(config, field: str):
+    """The field's value when the spec set it, else None: a default (positions: 20) that exceeds a small
+    split just means "all of it", while a number the user wrote must fit."""
+    return getattr(config, field) if field in config.model_fields_set else None

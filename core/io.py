@@ -74,6 +74,26 @@ def read_jsonl(path: Path | str) -> list:
     return out
 
 
+def keep_jsonl(path: Path | str, keep) -> int:
+    """Rewrite a JSONL file with only the rows for which ``keep(row)`` is true (and no torn last line);
+    returns how many rows were dropped. Used on resume: rows written after the state resumed from
+    would otherwise appear twice."""
+    rows = read_jsonl(path)
+    kept = [r for r in rows if keep(r)]
+    if Path(path).exists() and (len(kept) != len(rows) or Path(path).read_text().count("\n") != len(rows)):
+        write_text(path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in kept))
+    return len(rows) - len(kept)
+
+
+def remove_torn(directory: Path | str) -> int:
+    """Delete the temporary files :func:`atomic_path` leaves behind when a writer is killed."""
+    n = 0
+    for p in Path(directory).glob(".*.tmp*"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def _jsonable(o):
     if hasattr(o, "tolist"):
         return o.tolist()

@@ -2,7 +2,13 @@
 
 Plugins are modules (or objects) with pluggy hook implementations, found through entry points in
 group ``pxp``. Each entry point is loaded on its own, so one broken plugin is reported and the rest
-keep working; ``PXP_STRICT_PLUGINS=1`` raises instead (the test suite runs strict).
+keep working; ``PXP_STRICT_PLUGINS=1`` raises instead (the test suite runs strict). The same holds
+for what a plugin registers: a component with a bad config model or a name already taken is left
+out and reported, naming the plugin(s), and the rest load.
+
+Building a component (:meth:`Registry.create`) names the plugin when its factory fails, and checks
+the kind's contract once on the built object (a backbone's output shapes), so a broken plugin is one
+message with the ``PXP_DISABLE_PLUGINS`` hint instead of a traceback from deep inside a stage.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, PxpError
 
 KINDS = ("scenes", "datasets", "backbones", "heads", "objectives", "evaluators")
 GROUP = "pxp"
@@ -54,6 +60,10 @@ class PluginFailure:
                 f"  the other plugins still work; silence this with PXP_DISABLE_PLUGINS={self.name}")
 
 
+def _hint(plugin: str) -> str:
+    return f"; PXP_DISABLE_PLUGINS={plugin} turns the plugin off"
+
+
 @dataclass
 class Registry:
     components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
@@ -72,8 +82,27 @@ class Registry:
         return sorted(self.components[kind])
 
     def create(self, kind: str, config, *args, **kwargs) -> Any:
-        """Build the component that ``config`` (a registered config model) describes."""
-        return self.get(kind, config.type).factory(config, *args, **kwargs)
+        """Build the component that ``config`` (a registered config model) describes.
+
+        A factory's own errors (PxpError, OSError such as a missing file) pass unchanged; any other
+        exception, or a built object that breaks its kind's contract, becomes one PluginError naming
+        the plugin (the original stays chained as ``__cause__`` for debugging)."""
+        comp = self.get(kind, config.type)
+        what = f"{kind[:-1]} '{comp.name}' (plugin '{comp.plugin}', {comp.distribution} {comp.version})"
+        try:
+            obj = comp.factory(config, *args, **kwargs)
+        except (PxpError, OSError):
+            raise
+        except Exception as exc:
+            raise PluginError(f"{what} failed to build: {_last_line(exc)}{_hint(comp.plugin)}") from exc
+        check = CONTRACTS.get(kind)
+        try:
+            problem = check(obj, config) if check else None
+        except Exception as exc:
+            problem = f"checking it raised {_last_line(exc)}"
+        if problem:
+            raise PluginError(f"{what} breaks the {kind[:-1]} contract: {problem}{_hint(comp.plugin)}")
+        return obj
 
     def all(self) -> list[Component]:
         return [c for kind in KINDS for c in self.components[kind].values()]
@@ -135,12 +164,10 @@ def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=()
 
     for kind in KINDS:
         hook = getattr(pm.hook, f"pxp_register_{kind}")
-        for impl in hook.get_hookimpls():
+        for impl in sorted(hook.get_hookimpls(), key=lambda i: _precedence(provenance[i.plugin_name])):
             info = provenance[impl.plugin_name]
             try:
-                impl.function(register=partial(_register, reg, kind, info))
-            except PluginError:
-                raise
+                impl.function(register=partial(_register, reg, kind, info, strict))
             except Exception as exc:
                 if strict:
                     raise PluginError(f"plugin '{info.name}' failed while registering {kind}: {_last_line(exc)}") from exc
@@ -148,15 +175,59 @@ def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=()
     return reg
 
 
-def _register(reg: Registry, kind: str, info: PluginInfo, name: str, config_model, factory, summary: str = "") -> None:
-    existing = reg.components[kind].get(name)
-    if existing is not None:
-        raise PluginError(
-            f"{kind[:-1]} '{name}' is registered twice: by plugin '{existing.plugin}' "
-            f"({existing.distribution} {existing.version}) and by plugin '{info.name}' ({info.distribution} {info.version})")
-    _check_config_model(kind, name, config_model)
+def _precedence(info: PluginInfo) -> tuple:
+    """pxp's own plugins register first, then the others by name: a duplicate name never replaces a
+    built-in, and which of two third-party plugins wins does not depend on install order."""
+    return (info.distribution != "pxp", info.name)
+
+
+def _register(reg: Registry, kind: str, info: PluginInfo, strict: bool, name: str, config_model, factory,
+              summary: str = "") -> None:
+    """Add one component; a bad one is left out and reported (raised when strict), the rest still load."""
+    try:
+        existing = reg.components[kind].get(name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind[:-1]} '{name}' is registered twice: by plugin '{existing.plugin}' "
+                f"({existing.distribution} {existing.version}) and by plugin '{info.name}' ({info.distribution} {info.version}); "
+                f"the second is left out")
+        _check_config_model(kind, name, config_model)
+    except PluginError as exc:
+        if strict:
+            raise
+        reg.failures.append(PluginFailure(info.name, info.distribution, info.version, str(exc)))
+        return
     reg.components[kind][name] = Component(kind, name, config_model, factory, summary or "", info.name,
                                            info.distribution, info.version)
+
+
+# ---------------------------------------------------------------- contracts, checked once on what a factory built
+
+def _backbone_contract(backbone, config) -> str | None:
+    """A backbone maps (B, 3, S, S) images to a (B, C, h, w) feature map and a (B, C) CLS token,
+    C = ``embed_dim``; S is the config's ``image_size`` (checked with one forward pass of 2 images)."""
+    import torch
+
+    size = int(getattr(config, "image_size", None) or getattr(backbone, "image_size", 0) or 224)
+    dim = getattr(backbone, "embed_dim", None)
+    if not isinstance(dim, int) or dim < 1:
+        return f"it has no integer embed_dim (got {dim!r})"
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        out = backbone(torch.zeros(2, 3, size, size))
+    backbone.train(was_training)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        return f"forward must return (feature_map, cls_token), got {type(out).__name__}"
+    fmap, cls = out
+    if getattr(fmap, "ndim", None) != 4 or tuple(fmap.shape[:2]) != (2, dim):
+        return f"feature map for 2 images of {size}×{size} must be (2, {dim}, h, w), got {tuple(getattr(fmap, 'shape', ()))}"
+    if tuple(getattr(cls, "shape", ())) != (2, dim):
+        return f"CLS token for 2 images must be (2, {dim}), got {tuple(getattr(cls, 'shape', ()))}"
+    return None
+
+
+CONTRACTS: dict[str, Callable] = {"backbones": _backbone_contract}
 
 
 _REGISTRY: Registry | None = None

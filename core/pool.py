@@ -2,35 +2,63 @@
 
 One small interface, so that a different backend (Ray, a cluster) can replace it later::
 
-    for r in run_tasks(fn, tasks, workers=4, progress=bar):
-        if r.error: ...            # the task raised; the others went on
+    for r in run_tasks(fn, tasks, workers=4, progress=bar, timeout=300, retries=2, setup_timeout=600):
+        if r.error: ...            # the task raised, hung or kept killing its worker; the others went on
         else: write(r.value)       # results arrive as they complete: write incrementally
 
 - ``fn`` runs as ``fn(task)`` in a worker process. With the spawn start method (used so that
   workers never inherit a half-initialised EGL/MuJoCo context or torch threads) ``fn`` and every
   task must be picklable, i.e. ``fn`` is a module-level function.
 - ``workers=None`` → one per available core; ``workers=1`` → runs in this process, no pool, so
-  tests and debuggers see plain stack frames.
+  tests and debuggers see plain stack frames (no time limit and no retries there: nothing to kill).
 - ``executor``: where tasks run. ``None`` → the one selected with :func:`using_executor` (the
   runner selects it from ``--executor`` / ``PXP_EXECUTOR`` / the spec), else this local pool.
   ``"ray"`` runs each task as a Ray task (``core/ray_executor.py``, imported only then).
 - Expensive per-process state (a scene with its renderer, ~2 GB) lives in :func:`worker_cache`:
   created lazily by the first task that needs it, reused by the following ones, and closed when
   the :func:`run_tasks` call ends (in-process) or when the worker process exits.
+
+Failure semantics (a backend that replaces this one keeps them):
+
+- A task that **raises** comes back with ``error`` set ("ExcType: message (file:line in func)"); it is
+  not retried (the same input would raise again); the caller decides (evaluation: not cached as done,
+  so a rerun retries exactly those).
+- A **worker that dies** (segfault, OOM kill, ``os._exit``) is an infrastructure failure. The tasks that
+  were in flight on the pool are requeued, not failed; they then run one at a time, so the task that
+  kills its worker is known exactly and retried up to ``retries`` times before it comes back with the
+  error "worker process died …". Innocent tasks never use up retries.
+- ``timeout`` (seconds per task): a task's clock starts when it calls :func:`start_clock` in the worker
+  (after its one-time setup, e.g. building the cached scene), or when it is handed to a worker if it
+  never calls it; before that call it may take ``setup_timeout`` seconds (default: ``timeout``), so a
+  slow worker start-up under load is not taken for a hang. A task past its limit comes back with the error
+  "timed out after N s" (not retried within the call: a hang usually repeats), the pool's workers are
+  killed, the other in-flight tasks are requeued without being counted as failures, and a new pool
+  takes over.
+- Workers die with the parent, however the parent dies (``PR_SET_PDEATHSIG`` on Linux, plus a thread
+  that watches the parent pid); they ignore SIGINT, so a Ctrl-C is handled once, by the parent, which
+  kills its workers when the iteration stops early (break, exception, Ctrl-C, SIGTERM turned into
+  KeyboardInterrupt by the CLI) instead of waiting for their tasks to end.
+- At most ``workers`` tasks are in flight, so handing a task over is starting it (the deadline is
+  meaningful) and results are consumed as they come instead of piling up in futures.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["TaskResult", "run_tasks", "worker_cache", "close_worker_cache", "default_workers", "using_executor",
-           "make_executor"]
+__all__ = ["TaskResult", "run_tasks", "start_clock", "worker_cache", "close_worker_cache", "default_workers",
+           "using_executor", "make_executor"]
 
 
 @dataclass
@@ -52,6 +80,8 @@ class TaskResult:
 # slot → (key, value). One entry per slot bounds memory: asking a slot for a new key (another
 # scene config) closes the previous value first, so a worker never holds two 2 GB scenes.
 _CACHE: dict[str, tuple[Any, Any]] = {}
+_CLOCK: Any = None  # in a pool worker: the queue start_clock() reports to
+_CURRENT: int | None = None  # in a pool worker: the index of the task being run
 
 
 def worker_cache(key: Any, factory: Callable[[], Any], slot: str = "default") -> Any:
@@ -109,15 +139,48 @@ def _close(value: Any) -> None:
             pass
 
 
-def _worker_init(initializer, initargs) -> None:
+def start_clock() -> None:
+    """Called by a task when its one-time setup is done: its time limit counts from now (see
+    ``run_tasks(timeout=…)``). A no-op in-process or without a time limit."""
+    if _CLOCK is not None and _CURRENT is not None:
+        _CLOCK.put(_CURRENT)
+
+
+def _worker_init(parent_pid, clock, initializer, initargs) -> None:
     # Worker processes leave through os._exit, which skips atexit; multiprocessing's Finalize
     # with an exit priority is run by the worker's own shutdown path, so renderers get closed
     # explicitly (an EGL context left to the GC prints "Exception ignored" tracebacks).
     from multiprocessing.util import Finalize
 
     Finalize(None, close_worker_cache, exitpriority=10)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills us
+    global _CLOCK
+    _CLOCK = clock
+    die_with_parent(parent_pid)
     if initializer is not None:
         initializer(*initargs)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process die when ``parent_pid`` does, whatever kills it (kill -9, OOM, SIGTERM)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):  # no prctl here: the watchdog thread below still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="pxp-parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int, every: float = 1.0) -> None:
+    while True:
+        time.sleep(every)
+        if os.getppid() != parent_pid:  # reparented: the parent is gone
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,8 +203,10 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return line, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _call(fn: Callable, task: Any) -> tuple[Any, str | None, str | None]:
+def _call(fn: Callable, task: Any, index: int | None = None) -> tuple[Any, str | None, str | None]:
     """Run one task, turning its exception into strings (exceptions may not pickle)."""
+    global _CURRENT
+    _CURRENT = index
     try:
         return fn(task), None, None
     except Exception as exc:
@@ -158,7 +223,7 @@ def _advance(progress) -> None:
 # Executors: the local pool below, or another backend with a run_tasks(fn, tasks, ...) method
 # ---------------------------------------------------------------------------------------------
 EXECUTORS = ("local", "ray")
-_CURRENT: list = [None]  # the executor run_tasks uses when not given one; None = the local pool
+_EXECUTOR: list = [None]  # the executor run_tasks uses when not given one; None = the local pool
 
 
 def make_executor(name: str | None, address: str | None = None):
@@ -176,15 +241,15 @@ def make_executor(name: str | None, address: str | None = None):
 @contextlib.contextmanager
 def using_executor(executor):
     """Within the block, :func:`run_tasks` calls without ``executor=`` use ``executor``."""
-    before, _CURRENT[0] = _CURRENT[0], executor
+    before, _EXECUTOR[0] = _EXECUTOR[0], executor
     try:
         yield executor
     finally:
-        _CURRENT[0] = before
+        _EXECUTOR[0] = before
 
 
 def current_executor():
-    return _CURRENT[0]
+    return _EXECUTOR[0]
 
 
 def run_tasks(
@@ -195,6 +260,9 @@ def run_tasks(
     description: str = "",
     initializer: Callable | None = None,
     initargs: tuple = (),
+    timeout: float | None = None,
+    retries: int = 2,
+    setup_timeout: float | None = None,
     executor: Any = None,
 ) -> Iterator[TaskResult]:
     """Run ``fn(task)`` for every task; yield a :class:`TaskResult` per task as each completes.
@@ -202,26 +270,32 @@ def run_tasks(
     ``progress``: ``None``, ``True`` (a rich progress bar titled ``description``), or an object
     with ``.advance(n=1)`` (e.g. the runner's ``ctx.progress(...)`` task), advanced once per task.
     ``initializer(*initargs)`` runs once in each worker (or once in-process with ``workers=1``).
-    Stopping the iteration early (break, exception, Ctrl-C) cancels the tasks not yet started.
+    ``timeout``: seconds a task may run in a worker; ``retries``: how often a task whose worker died is
+    run again (see the module docstring). Stopping the iteration early (break, exception, Ctrl-C)
+    kills the workers and drops the tasks not yet finished.
     """
     tasks = list(tasks)
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if progress is True:
-        yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, executor)
+        yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries,
+                                  setup_timeout, executor)
         return
     backend = make_executor(executor) if isinstance(executor, str) else executor or current_executor()
     if backend is not None:  # another backend: it schedules by its own resources, not ``workers``
-        yield from backend.run_tasks(fn, tasks, progress=progress, initializer=initializer, initargs=initargs)
+        yield from backend.run_tasks(fn, tasks, progress=progress, initializer=initializer, initargs=initargs,
+                                     timeout=timeout, retries=retries)
         return
-    if workers == 1 or len(tasks) <= 1:
+    if workers == 1 or not tasks:
         yield from _run_inline(fn, tasks, progress, initializer, initargs)
     else:
-        yield from _run_pool(fn, tasks, min(workers, len(tasks)), progress, initializer, initargs)
+        limits = _Limits(timeout, max(0, int(retries)), setup_timeout if setup_timeout is not None else timeout)
+        yield from _run_pool(fn, tasks, min(workers, len(tasks)), progress, initializer, initargs, limits)
 
 
-def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, executor=None):
+def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries, setup_timeout,
+                   executor=None):
     from rich.progress import Progress
 
     with Progress(transient=False) as bar:
@@ -231,7 +305,8 @@ def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, execu
             def advance(self, n=1):
                 bar.advance(task_id, n)
 
-        yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs, executor)
+        yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs, timeout, retries,
+                             setup_timeout, executor)
 
 
 def _run_inline(fn, tasks, progress, initializer, initargs):
@@ -248,56 +323,156 @@ def _run_inline(fn, tasks, progress, initializer, initargs):
             close_worker_cache()
 
 
-def _run_pool(fn, tasks, workers, progress, initializer, initargs):
-    # At most 2 tasks per worker are in flight: results (episodes with images, tens of MB each)
-    # are released as soon as the caller has consumed them instead of piling up in futures,
-    # and cancelling on an early stop only has to drop a short queue.
-    todo = iter(enumerate(tasks))
-    pending: dict = {}
-    pool = _new_pool(workers, initializer, initargs)
+@dataclass
+class _Limits:
+    timeout: float | None
+    retries: int
+    setup_timeout: float | None
+
+
+class _Pool:
+    """One ProcessPoolExecutor and the tasks in flight on it: future → (index, task, deadline)."""
+
+    def __init__(self, workers, initializer, initargs):
+        ctx = multiprocessing.get_context("spawn")
+        self.clock = ctx.SimpleQueue()  # task indices whose start_clock() was called
+        self.executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                            initargs=(os.getpid(), self.clock, initializer, initargs))
+        self.pending: dict = {}
+        self.procs: dict = {}  # pid → Process, every worker this pool started
+
+    def submit(self, fn, i, task, limits) -> None:
+        deadline = None if limits.timeout is None else time.monotonic() + limits.setup_timeout
+        self.pending[self.executor.submit(_call, fn, task, i)] = (i, task, deadline)
+        self.procs.update(getattr(self.executor, "_processes", None) or {})  # the executor forgets dead ones
+
+    def restart_clocks(self, timeout) -> None:
+        while timeout is not None and not self.clock.empty():
+            started = self.clock.get()
+            for fut, (i, task, _) in list(self.pending.items()):
+                if i == started:
+                    self.pending[fut] = (i, task, time.monotonic() + timeout)
+
+    def wait(self):
+        deadlines = [d for _, _, d in self.pending.values() if d is not None]
+        left = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+        # wake at least once a second: a signal handler (SIGTERM) then runs promptly
+        done, _ = wait(self.pending, timeout=1.0 if left is None else min(left, 1.0), return_when=FIRST_COMPLETED)
+        return done
+
+    def expired(self) -> list:
+        now = time.monotonic()
+        return [f for f, (_, _, d) in self.pending.items() if d is not None and now >= d and not f.done()]
+
+    def exit_codes(self) -> list:
+        for p in self.procs.values():
+            p.join(timeout=1)
+        codes = [p.exitcode for p in self.procs.values() if p.exitcode not in (None, 0)]
+        return [c for c in codes if c != -signal.SIGTERM] or codes  # the executor SIGTERMs the survivors
+
+    def kill(self) -> None:
+        """Kill the workers now (a hung task never returns by itself) and drop the executor."""
+        procs = list({**self.procs, **(getattr(self.executor, "_processes", None) or {})}.values())
+        for p in procs:
+            if p.exitcode is None:
+                p.kill()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join(timeout=5)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limits):
+    queue = collections.deque(enumerate(tasks))  # (index, task) not yet handed to a worker
+    suspects: collections.deque = collections.deque()  # in flight when a pool broke: rerun one at a time
+    deaths: dict[int, int] = {}  # index → times its worker died under it (alone, so it is the cause)
+    pool = _Pool(workers, initializer, initargs)
+    finished = False
     try:
-        _submit(pool, fn, todo, pending, 2 * workers)
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            broken = any(_is_broken(f) for f in done)
-            if broken:
-                # A worker died (segfault, OOM kill): the executor is unusable and fails all its
-                # in-flight tasks, which are reported as errors; tasks not yet started get a new pool.
-                pool.shutdown(wait=True, cancel_futures=True)
-                done = set(pending)
-            for fut in done:
-                i, task = pending.pop(fut)
+        while queue or suspects or pool.pending:
+            _fill(pool, fn, queue, suspects, workers, limits)
+            done = pool.wait()
+            pool.restart_clocks(limits.timeout)
+            broken = [f for f in done if _is_broken(f)]
+            for fut in [f for f in done if not _is_broken(f)]:
+                i, task, _ = pool.pending.pop(fut)
                 _advance(progress)
                 yield _result(fut, i, task)
             if broken:
-                pool = _new_pool(workers, initializer, initargs)
-            _submit(pool, fn, todo, pending, 2 * workers)
+                for fut in [f for f in pool.pending if f.done() and not _is_broken(f)]:
+                    i, task, _ = pool.pending.pop(fut)  # finished before the worker died: keep it
+                    _advance(progress)
+                    yield _result(fut, i, task)
+                in_flight = [(i, t) for i, t, _ in pool.pending.values()]
+                codes = pool.exit_codes()
+                pool.kill()
+                pool = _Pool(workers, initializer, initargs)
+                for r in _after_death(in_flight, codes, suspects, deaths, limits.retries):
+                    _advance(progress)
+                    yield r
+                continue
+            expired = pool.expired()
+            if expired:
+                late = [pool.pending.pop(f)[:2] for f in expired]
+                requeue = [(i, t) for i, t, _ in pool.pending.values()]
+                pool.kill()
+                pool = _Pool(workers, initializer, initargs)
+                queue.extendleft(reversed(requeue))  # not failures: they were only sharing the pool
+                for i, task in late:
+                    _advance(progress)
+                    yield TaskResult(i, task, None, f"timed out after {limits.timeout:g} s (the worker was killed)")
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if finished:
+            pool.close()
+        else:  # break, exception, Ctrl-C: do not wait for running tasks (one may hang)
+            pool.kill()
+
+
+def _fill(pool, fn, queue, suspects, workers, limits) -> None:
+    if suspects:  # one suspect alone on the pool: if the pool breaks now, it is the cause
+        if not pool.pending:
+            i, task = suspects.popleft()
+            pool.submit(fn, i, task, limits)
+        return
+    while queue and len(pool.pending) < workers:
+        i, task = queue.popleft()
+        pool.submit(fn, i, task, limits)
+
+
+def _after_death(in_flight, codes, suspects, deaths, retries) -> list[TaskResult]:
+    """A worker died with ``in_flight`` tasks on the pool: requeue them, or fail the known cause."""
+    if len(in_flight) != 1:
+        suspects.extend(in_flight)  # cause unknown: each runs alone next, charged nothing
+        return []
+    i, task = in_flight[0]
+    deaths[i] = deaths.get(i, 0) + 1
+    if deaths[i] <= retries:
+        suspects.append((i, task))
+        return []
+    how = ", ".join(_exit_text(c) for c in codes) or "unknown cause"
+    return [TaskResult(i, task, None, f"worker process died ({how}) running this task, {deaths[i]} time(s)")]
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
 
 
 def _is_broken(fut) -> bool:
     return not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool)
 
 
-def _new_pool(workers, initializer, initargs) -> ProcessPoolExecutor:
-    ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(initializer, initargs))
-
-
-def _submit(pool, fn, todo, pending, limit) -> None:
-    while len(pending) < limit:
-        nxt = next(todo, None)
-        if nxt is None:
-            return
-        i, task = nxt
-        pending[pool.submit(_call, fn, task)] = (i, task)
-
-
 def _result(fut, i, task) -> TaskResult:
     try:
         value, err, tb = fut.result()
-    except Exception as exc:  # the worker process died, or fn/task/result did not pickle
+    except Exception as exc:  # fn, the task or its result did not pickle
         err, tb = _describe(exc)
         value = None
     return TaskResult(i, task, value, err, tb)

@@ -179,12 +179,7 @@ def write_report(run_dir: Path, ctx=None) -> Path:
         evals[e["evaluation"]].append(e)
     _summary(doc, spec, evals)
     if (spec.get("report") or {}).get("heatmaps", True):
-        try:
-            from .heatmaps import write_strips
-
-            write_strips(run_dir, spec, device=str(getattr(ctx, "device", None) or "cpu"))
-        except Exception as exc:  # the strips are extra: never lose the report over them
-            print(f"warning: heatmap strips not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _heatmap_strips(run_dir, spec, str(getattr(ctx, "device", None) or "cpu"))
     for name, eps in evals.items():
         _evaluation_section(doc, run_dir, spec, name, eps, results.get("summaries", {}).get(name, {}), ctx)
     _probe_section(doc, run_dir, spec, ctx)
@@ -193,6 +188,22 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     io.write_text(run_dir / "report.md", doc.markdown())
     io.write_text(run_dir / "report.html", doc.html(title))
     return run_dir / "report.html"
+
+
+def _heatmap_strips(run_dir: Path, spec: dict, device: str) -> None:
+    """The strips render scenes and run policies: in a worker process, so that a crash there (a
+    segfaulting renderer) costs the strips, never the report or the main process."""
+    from .pool import run_tasks
+
+    for r in run_tasks(_strips_task, [(run_dir, spec, device)], workers=2, retries=0, timeout=1800):
+        if not r.ok:  # the strips are extra: never lose the report over them
+            print(f"warning: heatmap strips not written: {r.error}", file=sys.stderr)
+
+
+def _strips_task(args) -> list[str]:
+    from .heatmaps import write_strips
+
+    return [str(p) for p in write_strips(*args)]
 
 
 def family(spec: dict, policy: str) -> str:
@@ -213,16 +224,31 @@ def _summary(doc: Doc, spec: dict, evals: dict) -> None:
             stats.summarize_outcomes(e.get("outcome") for e in groups[act[0]])
         test = stats.paired_mcnemar({pair_key(e): e.get("outcome") for e in groups[para[0]]},
                                     {pair_key(e): e.get("outcome") for e in groups[act[0]]})
-        delta = 100 * (a["place"]["rate"] - b["place"]["rate"]) if a["n"] and b["n"] else float("nan")
-        rows.append([name, AXIS.get(etype, etype), pct(a["place"]), pct(b["place"]), f"{delta:+.0f} pts",
-                     f"p={test['p_value']:.3g} ({test['pairs']} pairs)" if test["pairs"] else "unpaired"])
+        delta = f"{100 * (a['place']['rate'] - b['place']['rate']):+.0f} pts" if a["n"] and b["n"] else "–"
+        rows.append([name, AXIS.get(etype, etype), pct(a["place"]), pct(b["place"]), delta,
+                     f"p={test['p_value']:.3g} ({test['pairs']} pairs)" if test["pairs"] else "unpaired",
+                     f"{a['errors']} / {b['errors']}"])
     doc.h(2, "Summary")
     if rows:
         doc.p("Success = PLACE (bowl on plate). Brackets: 95% Wilson interval; n = episodes. "
               "Paired test: exact McNemar on episodes with the same position, viewpoint and seed.")
-        doc.table(["Experiment", "OOD axis", "PARA", "ACT", "Delta", "Paired test"], rows)
+        doc.table(["Experiment", "OOD axis", "PARA", "ACT", "Delta", "Paired test", "Failed episodes (PARA / ACT)"], rows)
     else:
         doc.p("No evaluation compares a PARA with an ACT policy in this run.")
+    failed = {name: sum(1 for e in eps if e.get("error")) for name, eps in evals.items()}
+    if any(failed.values()):
+        doc.p("Failed episodes (crashed, timed out or lost their worker; not counted in n; a rerun retries "
+              "them): " + ", ".join(f"{name}: {k} of {len(evals[name])} ({_first_error(evals[name])})"
+                                   for name, k in failed.items() if k) + ".")
+
+
+def _first_error(eps: list) -> str:
+    counts: dict[str, int] = {}
+    for e in eps:
+        if e.get("error"):
+            why = str(e["error"]).split(" (")[0]
+            counts[why] = counts.get(why, 0) + 1
+    return "; ".join(f"{k}× {why}" for why, k in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
 
 
 def _policy_table(doc: Doc, spec: dict, groups: dict) -> None:

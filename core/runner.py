@@ -1,9 +1,16 @@
 """``pxp run``: datasets → training → evaluation → report, each unit cached by the hash of its config.
 
 A unit (one dataset, one policy, one evaluation) writes a marker in ``.stages/`` when it starts and
-when it is done. A done marker with the same hash is skipped; a started marker with the same hash is
-resumed (the plugin keeps its partial outputs); a marker with another hash means the config changed,
-so the old outputs are removed first.
+when it is done. A done marker with the same hash is skipped, but only while the unit's outputs
+exist and verify (dataset header, checkpoint files against their sha256, result.json against the
+evaluation's journal); otherwise the unit is recomputed and the log says why. A started or failed
+marker with the same hash is resumed (the plugin keeps its partial outputs: an evaluation's journal
+keeps the episodes that succeeded, so a rerun retries exactly the failed ones); a marker with another
+hash means the config changed, so the old outputs are removed first.
+
+An evaluation with failed episodes is marked ``failed``, never ``done``; the run goes on to the report
+and then stops with an error that counts them. One process at a time works in a run directory
+(:mod:`pxp.core.lock`).
 """
 from __future__ import annotations
 
@@ -18,10 +25,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import io, manifest, pool
 from .errors import PxpError
+from .lock import run_lock
 from .plugins import Registry, get_registry
 from .spec import dump_spec, referenced_policies, resolve_policy_names, scene_config
 
 STAGES = ("datasets", "training", "evaluation", "report")
+BUILTIN = "builtin:"  # evaluations may name built-in policies (see core/evaluation.py) beside trained ones
 FORMAT_VERSION = 1  # bump when a stage's outputs change shape, to invalidate old caches
 
 
@@ -67,6 +76,8 @@ class StageContext:
         return self.run_dir / "data" / f"{name}.hdf5"
 
     def checkpoint_dir(self, name: str) -> Path:
+        if name.startswith(BUILTIN):
+            return Path(name)  # a built-in policy (builtin:expert, …): nothing to load
         if name not in self.spec.policies and ("/" in name or Path(name).exists()):
             return Path(name)  # init_from a checkpoint directory outside the run
         return self.run_dir / "checkpoints" / name
@@ -105,6 +116,10 @@ class UnitCache:
     def finish(self, stage: str, name: str, digest: str, result: dict) -> None:
         io.write_json(self._path(stage, name), {"hash": digest, "status": "done", "finished": time.time(), "result": result})
 
+    def fail(self, stage: str, name: str, digest: str, result: dict) -> None:
+        """Finished with failures: never taken for done, so the next run retries what failed."""
+        io.write_json(self._path(stage, name), {"hash": digest, "status": "failed", "finished": time.time(), "result": result})
+
 
 def _remove(paths) -> None:
     for p in paths:
@@ -136,6 +151,8 @@ class Runner:
         return config_key("dataset", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), *self._smoke)
 
     def policy_hash(self, name: str) -> str:
+        if name.startswith(BUILTIN):
+            return name
         pol = self.spec.policies[name]
         init = self.policy_hash(pol.init_from) if pol.init_from in self.spec.policies else pol.init_from
         return config_key("policy", pol, self.dataset_hash(pol.dataset), init, self.spec.seed, *self._smoke)
@@ -154,6 +171,16 @@ class Runner:
     def run(self, stages=STAGES) -> Path:
         manifest.check_smoke(self.run_dir, getattr(self.spec, "smoke", False))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.run_dir):
+            self._run(stages)
+        failed = self._failed_units()
+        if failed:
+            raise PxpError("; ".join(failed) + " — the report counts them; rerun the same command to retry only those")
+        return self.run_dir
+
+    def _run(self, stages) -> None:
+        if set(stages) & {"datasets", "evaluation"}:
+            check_gl_backend()  # once here, not as one failed episode per task
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = pool.make_executor(self.executor_name, self._address)
@@ -169,20 +196,35 @@ class Runner:
         finally:
             if executor is not None:
                 executor.close()
-        return self.run_dir
+
+    def _failed_units(self) -> list[str]:
+        out = []
+        for name, res in self.results["evaluation"].items():
+            if res.get("errors"):
+                out.append(f"evaluation {name}: {res['errors']} of {res.get('episodes', '?')} episodes failed"
+                           + (f" ({res['first_error']})" if res.get("first_error") else ""))
+        return out
 
     def _progress(self):
         return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
 
-    def _unit(self, ctx: StageContext, stage: str, name: str, digest: str, outputs, work):
-        """Run ``work()`` unless a done marker with ``digest`` exists; returns its result dict."""
+    def _unit(self, ctx: StageContext, stage: str, name: str, digest: str, outputs, work, verify=None, stale=()):
+        """Run ``work()`` unless a done marker with ``digest`` exists and ``verify()`` finds the outputs
+        intact (it returns None, or why they are not; then ``stale`` is removed first); returns the
+        unit's result dict."""
         marker = self.cache.get(stage, name)
         if marker and marker["hash"] == digest and marker["status"] == "done" and not self.force:
-            self.console.log(f"[dim]{stage}: {name} is up to date (cached {digest})[/dim]")
-            return marker.get("result", {})
-        if self.force or (marker and marker["hash"] != digest):
+            problem = verify() if verify else None
+            if problem is None:
+                self.console.log(f"[dim]{stage}: {name} is up to date (cached {digest})[/dim]")
+                return marker.get("result", {})
+            self.console.log(f"[yellow]{stage}: recomputing {name}: {problem}[/yellow]")
+            _remove(stale)
+        elif self.force or (marker and marker["hash"] != digest):
             _remove(outputs)  # config changed (or --force): old outputs no longer describe this unit
+        elif marker and marker["status"] == "failed":
+            self.console.log(f"{stage}: retrying what failed in {name} ({_failure_text(marker)})")
         elif marker:
             self.console.log(f"{stage}: resuming {name}")
         self.cache.start(stage, name, digest)
@@ -190,8 +232,12 @@ class Runner:
         t0 = time.time()
         result = dict(work() or {})
         result.setdefault("seconds", round(time.time() - t0, 2))
-        self.cache.finish(stage, name, digest, result)
-        self.console.log(f"{stage}: {name} done in {result['seconds']:.1f}s")
+        if result.get("errors"):
+            self.cache.fail(stage, name, digest, result)
+            self.console.log(f"[red]{stage}: {name}: {_failure_text({'result': result})}; not cached as done[/red]")
+        else:
+            self.cache.finish(stage, name, digest, result)
+            self.console.log(f"{stage}: {name} done in {result['seconds']:.1f}s")
         return result
 
     def _stage_datasets(self, ctx: StageContext) -> None:
@@ -199,8 +245,9 @@ class Runner:
             path = ctx.dataset_path(name)
             digest = self.dataset_hash(name)
             work = lambda cfg=cfg, path=path: self.registry.create("datasets", cfg).generate(path, ctx)
+            verify = lambda cfg=cfg, path=path: _dataset_problem(self.registry.create("datasets", cfg), path)
             self.results["datasets"][name] = self._unit(ctx, "datasets", name, digest,
-                                                        [path, path.with_name(path.name + ".partial")], work)
+                                                        [path, path.with_name(path.name + ".partial")], work, verify, [path])
 
     def _stage_training(self, ctx: StageContext) -> None:
         from .training import train_policy  # torch is imported only when training is needed
@@ -210,8 +257,9 @@ class Runner:
         for name in training_order(self.spec):
             pol = self.spec.policies[name]
             work = lambda name=name, pol=pol: train_policy(name, pol, ctx)
+            verify = lambda name=name: _checkpoint_problem(ctx.checkpoint_dir(name))
             self.results["training"][name] = self._unit(ctx, "training", name, self.policy_hash(name),
-                                                        [ctx.checkpoint_dir(name)], work)
+                                                        [ctx.checkpoint_dir(name)], work, verify, [ctx.checkpoint_dir(name)])
 
     def _train_on_cluster(self, ctx: StageContext) -> None:
         """Every unit is a Ray task; the units of a wave (none waits on another's init_from) train at once,
@@ -224,7 +272,8 @@ class Runner:
             with ThreadPoolExecutor(len(wave)) as threads:
                 futures = {name: threads.submit(
                     self._unit, ctx, "training", name, self.policy_hash(name), [ctx.checkpoint_dir(name)],
-                    lambda name=name: train_remotely(name, self.spec.policies[name], ctx, ctx.executor))
+                    lambda name=name: train_remotely(name, self.spec.policies[name], ctx, ctx.executor),
+                    lambda name=name: _checkpoint_problem(ctx.checkpoint_dir(name)), [ctx.checkpoint_dir(name)])
                     for name in wave}
             for name, fut in futures.items():
                 self.results["training"][name] = fut.result()
@@ -237,14 +286,18 @@ class Runner:
                 summary = evaluator.summarize(episodes)
                 io.write_json(ctx.eval_dir(name) / "result.json",
                               {"evaluation": name, "evaluator": cfg.type, "episodes": episodes, "summary": summary})
-                return {"episodes": len(episodes), "errors": sum(1 for e in episodes if e.get("error"))}
+                errors = [e["error"] for e in episodes if e.get("error")]
+                return {"episodes": len(episodes), "errors": len(errors), **({"first_error": errors[0]} if errors else {})}
+            verify = lambda name=name: _evaluation_problem(ctx.eval_dir(name))
             self.results["evaluation"][name] = self._unit(ctx, "evaluation", name, self.evaluation_hash(name),
-                                                          [ctx.eval_dir(name)], work)
+                                                          [ctx.eval_dir(name)], work, verify,
+                                                          [ctx.eval_dir(name) / "result.json"])
         write_results(self.run_dir, self.spec)
 
     def _stage_report(self, ctx: StageContext) -> None:
         from .report import write_report
 
+        io.remove_torn(self.run_dir / "plots")  # temp files of a report that was killed mid-write
         path = write_report(self.run_dir, ctx)
         self.console.log(f"report: {path}")
 
@@ -307,6 +360,21 @@ def write_results(run_dir: Path, spec) -> Path:
     return write(run_dir, episodes, summaries, spec=spec.name)
 
 
+# MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py); anything else makes every
+# worker's `import mujoco` fail.
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1",
+               "disable", "disabled", "off", "false", "0")
+
+
+def check_gl_backend() -> None:
+    value = os.environ.get("MUJOCO_GL", "").strip().lower()
+    if value and value not in GL_BACKENDS:
+        err = PxpError(f"MUJOCO_GL={os.environ['MUJOCO_GL']} is not a rendering backend MuJoCo knows; "
+                       f"use egl (headless), osmesa or glfw, or unset it")
+        err.exit_code = 2
+        raise err
+
+
 def resolve_device(device: str) -> str:
     if device == "cpu":
         return "cpu"
@@ -317,3 +385,51 @@ def resolve_device(device: str) -> str:
     if device == "cuda":
         raise PxpError("the spec asks for device: cuda but no CUDA device is available (use device: auto or cpu)")
     return "cpu"
+
+
+# ---------------------------------------------------------------- is a cached unit's output intact?
+
+def _failure_text(marker: dict) -> str:
+    res = marker.get("result") or {}
+    first = f"; first: {res['first_error']}" if res.get("first_error") else ""
+    return f"{res.get('errors', '?')} of {res.get('episodes', '?')} episodes failed{first}"
+
+
+def _dataset_problem(generator, path: Path) -> str | None:
+    """None when the dataset file exists and the generator's ``verify(path)`` (if it has one) accepts it."""
+    if not Path(path).exists():
+        return f"{path} is missing"
+    verify = getattr(generator, "verify", None)
+    return verify(path) if callable(verify) else None
+
+
+def _checkpoint_problem(directory: Path) -> str | None:
+    """None when the checkpoint's marker is complete and its model file matches the recorded sha256."""
+    from .policy import MARKER, read_marker
+
+    directory = Path(directory)
+    marker = read_marker(directory)
+    if marker is None:
+        return f"{directory / MARKER} is missing or incomplete"
+    for key, fname in marker.get("files", {}).items():
+        f = directory / fname
+        if not f.is_file():
+            return f"{f} is missing"
+        if key == "model" and io.file_sha256(f) != marker.get("sha256", {}).get(key):
+            return f"{f} does not match its sha256 in {MARKER}"
+    return None
+
+
+def _evaluation_problem(eval_dir: Path) -> str | None:
+    """None when result.json exists and holds the journal's latest record of every episode."""
+    result = io.read_json(Path(eval_dir) / "result.json")
+    if not isinstance(result, dict) or not isinstance(result.get("episodes"), list):
+        return f"{Path(eval_dir) / 'result.json'} is missing or unreadable"
+    journal = {ep.get("key"): ep for ep in io.read_jsonl(Path(eval_dir) / "episodes.jsonl")}
+    if not journal:
+        return None  # an evaluator that keeps no journal (it does not use run_episodes)
+    for ep in result["episodes"]:
+        rec = journal.get(ep.get("key"))
+        if rec is None or (rec.get("outcome"), rec.get("error")) != (ep.get("outcome"), ep.get("error")):
+            return f"{Path(eval_dir) / 'result.json'} does not match its journal episodes.jsonl"
+    return None

@@ -18,6 +18,8 @@ from .errors import SpecError
 from .plugins import Registry, get_registry
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+NAME_MAX = 100  # names become file names (data/<name>.hdf5.partial …); file systems stop at 255 bytes
+BUILTIN_POLICIES = ("expert", "home", "crash", "hang", "segfault")  # builtin:<name>, see core/evaluation.py
 
 
 class Strict(BaseModel):
@@ -86,7 +88,7 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         "Spec",
         __config__=ConfigDict(extra="forbid"),
         __doc__="A pxp experiment: scene, datasets, policies, evaluations and report.",
-        name=(str, Field(..., pattern=NAME, description="run name; the run directory is runs/<name>")),
+        name=(str, Field(..., pattern=NAME, max_length=NAME_MAX, description="run name; the run directory is runs/<name>")),
         description=(str, ""),
         seed=(int, 0),
         smoke=(bool, Field(False, description="set by `pxp run --smoke`: every size shrunk, results kept apart")),
@@ -96,9 +98,9 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
             "where episodes and training units run: the local process pool, or a Ray cluster "
             "(pip install \"pxp[ray]\"); PXP_EXECUTOR and pxp run --executor override it"))),
         scene=(_union(models["scenes"], "scene"), ...),
-        datasets=(dict[Annotated[str, Field(pattern=NAME)], _union(models["datasets"], "dataset")], Field(default_factory=dict)),
-        policies=(dict[Annotated[str, Field(pattern=NAME)], Policy], Field(default_factory=dict)),
-        evaluations=(dict[Annotated[str, Field(pattern=NAME)], _union(models["evaluators"], "evaluator")], Field(default_factory=dict)),
+        datasets=(dict[Annotated[str, Field(pattern=NAME, max_length=NAME_MAX)], _union(models["datasets"], "dataset")], Field(default_factory=dict)),
+        policies=(dict[Annotated[str, Field(pattern=NAME, max_length=NAME_MAX)], Policy], Field(default_factory=dict)),
+        evaluations=(dict[Annotated[str, Field(pattern=NAME, max_length=NAME_MAX)], _union(models["evaluators"], "evaluator")], Field(default_factory=dict)),
         report=(ReportConfig, Field(default_factory=ReportConfig)),
         policy_groups=(dict[str, list[str]], Field(
             default_factory=dict, description="named groups of policies (sweeps fill this in); evaluations may name a group")),
@@ -165,7 +167,14 @@ def apply_overrides(raw: dict, sets=()) -> dict:
 
 def _format_loc(err: dict, raw: dict) -> str:
     """The error's field path in the user's spec: pydantic puts a discriminated union's chosen tag
-    in the path (policies.p.backbone.dinov2.weights); walking the input shows which parts are tags."""
+    in the path (policies.p.backbone.dinov2.weights); walking the input shows which parts are tags.
+    A config validator that raised a FieldError adds the field it names."""
+    path = _loc_path(err, raw)
+    field = getattr((err.get("ctx") or {}).get("error"), "field", None)
+    return ".".join([*path, field] if field else path)
+
+
+def _loc_path(err: dict, raw: dict) -> list[str]:
     path, node = [], raw
     for part in err["loc"]:
         if isinstance(node, dict) and part not in node and node.get("type") == part:
@@ -174,7 +183,7 @@ def _format_loc(err: dict, raw: dict) -> str:
         node = node.get(part) if isinstance(node, dict) else None
     if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
         path.append("type")
-    return ".".join(path)
+    return path
 
 
 def _format_msg(err: dict) -> str:
@@ -194,7 +203,10 @@ def parse_yaml(path: Path) -> dict:
     if not path.is_file():
         raise SpecError([("", f"no such file: {path}")], source=str(path))
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError([("", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                              f"save the spec as UTF-8")], source=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -263,7 +275,11 @@ def check_references(spec, groups: dict[str, list[str]]) -> list[tuple[str, str]
     for name, pol in spec.policies.items():
         if pol.dataset not in datasets:
             problems.append((f"policies.{name}.dataset", f"no dataset named {pol.dataset!r} (datasets: {', '.join(sorted(datasets)) or 'none'})"))
-        if pol.init_from and not _looks_like_path(pol.init_from):
+        if pol.init_from and _looks_like_path(pol.init_from):
+            problem = _checkpoint_dir_problem(Path(pol.init_from))
+            if problem:
+                problems.append((f"policies.{name}.init_from", problem))
+        elif pol.init_from:
             if pol.init_from not in policies:
                 problems.append((f"policies.{name}.init_from", f"no policy named {pol.init_from!r} (and not a path to a checkpoint)"))
             elif pol.init_from == name:
@@ -286,9 +302,25 @@ def check_references(spec, groups: dict[str, list[str]]) -> list[tuple[str, str]
                         problems.append((f"{section}.{name}.scene.{'.'.join(map(str, e['loc']))}", _format_msg(e)))
     for name, cfg in spec.evaluations.items():
         for ref in referenced_policies(cfg):
-            if ref not in known_policies:
+            if ref.startswith("builtin:"):
+                if _builtin_name(ref[len("builtin:"):]) not in BUILTIN_POLICIES:
+                    problems.append((f"evaluations.{name}.policies", f"no built-in policy {ref!r} (built-in: "
+                                     + ", ".join(f"builtin:{b}" for b in BUILTIN_POLICIES) + ", builtin:expertN)"))
+            elif ref not in known_policies:
                 problems.append((f"evaluations.{name}.policies", f"no policy named {ref!r} (policies: {', '.join(sorted(known_policies)) or 'none'})"))
     return problems
+
+
+def _builtin_name(name: str) -> str:
+    return "expert" if name.startswith("expert") and name[len("expert"):].isdigit() else name
+
+
+def _checkpoint_dir_problem(path: Path) -> str | None:
+    if not path.exists():
+        return f"{path} does not exist (a checkpoint directory, or the name of a policy of this spec)"
+    if not (path / "checkpoint.json").is_file():
+        return f"{path} is not a pxp checkpoint directory (it has no checkpoint.json)"
+    return None
 
 
 def _looks_like_path(s: str) -> bool:

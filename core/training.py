@@ -461,10 +461,12 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
         step, elapsed, epoch, marker = resumed
         meta["init_from"], meta["workspace"] = marker.get("init_from"), marker.get("workspace")
         log(f"resuming from step {step} in {out_dir}")
+        io.keep_jsonl(metrics_path, lambda row, step=step: row.get("step", 0) <= step)  # no rows twice after a kill
         if marker.get("finished"):
             return marker["summary"]
     else:
         step, elapsed, epoch = 0, 0.0, 0
+        io.keep_jsonl(metrics_path, lambda row: False)  # rows of a run killed before its first checkpoint
         meta["init_from"] = transfer_weights(policy, init_from, log) if init_from else None
         meta["workspace"] = _set_workspace(policy, workspace, log)  # after init_from: the scene's box wins
         scale = backbone_lr_scale(policy, tcfg)

@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--screenshot", type=Path)
     args = ap.parse_args()
+    args.run_dir = args.run_dir.resolve()  # file:// URIs need absolute paths (README: runs/quickstart)
     report = args.run_dir / "report.html"
     if not report.is_file():
         print(f"no report at {report}")

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Tuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pxp.core.grid import Grid, SplitConfig, position_grid, viewpoint_grid
+from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
 class _GridDatasetConfig(BaseModel):
@@ -75,6 +75,11 @@ class PositionGridConfig(_GridDatasetConfig):
         out, rows, cols = self._smoke_grid(self.rows, self.cols, lambda r, c: position_grid(r, c, ((0, 1), (0, 1))))
         return {**out, "rows": rows, "cols": cols}
 
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split((self.rows, self.cols), self.split, grid_field="rows")
+        return self
+
 
 class ViewpointGridConfig(_GridDatasetConfig):
     """n_theta × n_phi camera orbits around the default view, object offset drawn per episode."""
@@ -91,6 +96,11 @@ class ViewpointGridConfig(_GridDatasetConfig):
         make = lambda r, c: viewpoint_grid(r, c, self.theta_max)
         out, rows, cols = self._smoke_grid(self.n_theta, self.n_phi, make, shapes=((2, 1), (2, 2)))
         return {**out, "n_theta": rows, "n_phi": cols}
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split((self.n_theta, self.n_phi), self.split, grid_field="n_theta")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,6 +196,16 @@ class GridGenerator(abc.ABC):
                                    f"the others are kept in {writer.partial.name}: rerun to retry the failed ones")
             writer.finish({"seconds": round(time.time() - t0, 2)})
         return self._summary(path, time.time() - t0, len(todo))
+
+    def verify(self, path: Path) -> str | None:
+        """Why the finished file at ``path`` cannot be used (None if it can): the runner's cache check."""
+        from pxp.core.data import DatasetError, open_dataset
+
+        try:
+            with open_dataset(path):
+                return None
+        except DatasetError as exc:
+            return str(exc).split("; delete it")[0]
 
     def _run(self, todo, writer, ctx, already: int, total: int) -> list[str]:
         from pxp.core.pool import run_tasks

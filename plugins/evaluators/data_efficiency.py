@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pct, pick_positions, weighted_str
-from pxp.core.grid import SplitConfig
+from pxp.core.grid import SplitConfig, check_grid_split, explicit
 from pxp.core.hookspecs import hookimpl
 
 
@@ -47,6 +47,11 @@ class DataEfficiencyConfig(EvaluatorConfig):
 
         grid = tuple(min(n, GRID_SIDE) for n in self.grid)
         return {**super().smoke(), "grid": grid, "split": shrink_split(self.split, *grid), "positions": 1}
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split(self.grid, self.split, count=explicit(self, "positions"))
+        return self
 
 
 class DataEfficiency(Evaluator):

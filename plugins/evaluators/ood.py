@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions, scene_workspace
-from pxp.core.grid import SplitConfig, viewpoint_grid
+from pxp.core.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
 Extent = tuple[tuple[float, float], tuple[float, float]]
@@ -51,6 +51,13 @@ class PositionSplitConfig(_PositionFields):
     def smoke(self) -> dict:
         train = None if self.train_split is None else self.smoke_split(self.train_split)
         return {**super().smoke(), "split": self.smoke_split(self.split), "train_split": train, "positions": 1}
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split(self.grid, self.split, count=explicit(self, "positions"))
+        if self.train_split is not None:
+            check_grid_split(self.grid, self.train_split, field="train_split")
+        return self
 
 
 class PositionSplit(Evaluator):
@@ -98,6 +105,11 @@ class ViewpointGridConfig(_PositionFields):
         # two tilts (0 and theta_max: θ > 0 is present) × two directions
         return {**super().smoke(), "n_theta": min(self.n_theta, 2), "n_phi": min(self.n_phi, 2),
                 "positions_split": self.smoke_split(self.positions_split)}
+
+    @model_validator(mode="after")
+    def _split_fits_grid(self):
+        check_grid_split(self.grid, self.positions_split, field="positions_split")
+        return self
 
 
 class ViewpointGrid(Evaluator):
