@@ -328,6 +328,7 @@ class TrainingUnit:
     init_dir: str | None = None  # the checkpoint directory init_from names, on the driver
     ship: bool = False  # ship even when the worker sees the run directory (PXP_RAY_SHIP=1; tests)
     payload: Any = None  # shipping: [ref] to {"data": bytes, "init": {..}, "resume": {..}}
+    workspace: Any = None  # the scene's workspace box, resolved on the driver (the worker has no spec)
 
 
 def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
@@ -339,8 +340,10 @@ def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
     cuda = str(ctx.device).startswith("cuda")
     ex = executor.with_options(num_gpus=1 if cuda else 0, num_cpus=1 if cuda else _node_cpus(executor))
     init = str(ctx.checkpoint_dir(policy_cfg.init_from)) if policy_cfg.init_from else None
+    from .training import scene_workspace
+
     unit = TrainingUnit(name, policy_cfg, str(ctx.run_dir), str(ctx.device), run_token(ctx.run_dir), init,
-                        ship=os.environ.get(SHIP_ENV) == "1")
+                        ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx))
     out = _run_one(ex, unit)
     if out.get("needs_payload"):
         ctx.log(f"training: {name} runs on a node without the run directory: shipping its dataset and checkpoints")
@@ -391,7 +394,8 @@ def train_unit(unit: TrainingUnit) -> dict:
 
     shared = _reads_token(unit) and not unit.ship
     if shared:
-        return {"summary": train_policy(unit.name, unit.policy, _WorkerContext(Path(unit.run_dir), unit)), "files": None}
+        return {"summary": train_policy(unit.name, unit.policy, _WorkerContext(Path(unit.run_dir), unit),
+                                        workspace=unit.workspace), "files": None}
     if unit.payload is None:
         return {"needs_payload": True}
     import ray
@@ -405,7 +409,7 @@ def train_unit(unit: TrainingUnit) -> dict:
         init = write_dir(root / "init", payload["init"], commit=MARKER) if payload["init"] is not None else None
         if payload["resume"] is not None:
             write_dir(root / "checkpoints" / unit.name, payload["resume"], commit=MARKER)
-        summary = train_policy(unit.name, unit.policy, _WorkerContext(root, unit, init))
+        summary = train_policy(unit.name, unit.policy, _WorkerContext(root, unit, init), workspace=unit.workspace)
         return {"summary": summary, "files": read_dir(root / "checkpoints" / unit.name)}
 
 

@@ -27,8 +27,8 @@ from .camera import Camera
 # Thresholds for the diagnostics (not for the outcome: that is the scene's stage detection).
 REACH_DIST = 0.08  # m, grip site ↔ bowl origin; the expert grasps the rim ≈ 6 cm from the origin
 LIFT_HEIGHT = 0.03  # m above the bowl's resting height counts as "lifted"
-FAILURES = ("never reached the bowl", "closed too early", "never closed the gripper", "grasp failed",
-            "dropped", "placed off the plate", "never released")
+FAILURES = ("never reached the bowl", "closed too early", "never closed the gripper", "never lifted",
+            "grasp failed", "dropped", "placed off the plate", "never released")
 
 
 class PredictionError(ValueError):
@@ -138,7 +138,7 @@ def _execute(scene, target: np.ndarray, max_steps: int, tol, tracker: "_Tracker"
     (40–70 ms on the CPU), which would otherwise dominate the episode's cost.
     """
     gripper = float(np.clip(target[3], 0.0, 1.0))
-    tracker.command(gripper)
+    tracker.command(gripper, float(target[2]))
     result = scene.servo(np.array(target[:3], dtype=float), gripper, max_steps=max_steps, tol=tol,
                          on_step=tracker.on_step if tracker.recording else None)
     # The scene takes at least one step per call; max(1, ...) keeps the loop finite even if one did not.
@@ -157,6 +157,8 @@ class _Tracker:
         self.max_lift = 0.0
         self.closed = False  # the current gripper command
         self.close_dist: float | None = None  # eef–bowl distance when the gripper was first commanded closed
+        self.close_z: float | None = None  # eef height then
+        self.lift_asked = False  # a target above close_z + LIFT_HEIGHT was commanded with the hand closed
         self.lifted = False
         self.dropped = False  # the bowl fell out of the closed hand
         self.final: dict = {}
@@ -164,10 +166,13 @@ class _Tracker:
         self.frames: list[np.ndarray] = [np.array(obs["image"])] if record_frames else []
         self.stages: list[str] = [obs.get("stage", "MISS")] if record_frames else []  # per-frame badge
 
-    def command(self, gripper: float) -> None:
+    def command(self, gripper: float, target_z: float) -> None:
         closed = gripper >= 0.5
         if closed and self.close_dist is None:
             self.close_dist = _dist(self.last["eef_pos"], self.last["bowl_pos"])  # where it was when told to close
+            self.close_z = float(self.last["eef_pos"][2])
+        if closed and self.close_z is not None and target_z > self.close_z + LIFT_HEIGHT:
+            self.lift_asked = True
         self.closed = closed
 
     def update(self, obs: dict) -> None:
@@ -215,8 +220,8 @@ class _Tracker:
             return "never closed the gripper"
         if self.close_dist > REACH_DIST:
             return "closed too early"
-        if not self.lifted:
-            return "grasp failed"
+        if not self.lifted:  # a hand that closed at the bowl and was never told to rise did not fail a grasp
+            return "grasp failed" if self.lift_asked else "never lifted"
         if self.dropped:
             return "dropped"
         if self.final.get("lift", 0.0) > LIFT_HEIGHT:

@@ -29,8 +29,9 @@ class TrainingDiverged(PxpError):
 
 # ---------------------------------------------------------------- runner entry point
 
-def train_policy(name: str, policy_cfg, ctx) -> dict:
-    """Train policy ``name`` from its spec entry; checkpoints go to ``ctx.checkpoint_dir(name)``."""
+def train_policy(name: str, policy_cfg, ctx, workspace=None) -> dict:
+    """Train policy ``name`` from its spec entry; checkpoints go to ``ctx.checkpoint_dir(name)``.
+    ``workspace``: the scene's box when the caller resolved it (a remote worker has no spec), else from ``ctx``."""
     import torch
 
     tcfg = policy_cfg.train
@@ -49,7 +50,7 @@ def train_policy(name: str, policy_cfg, ctx) -> dict:
     meta = {"name": name, "dataset": policy_cfg.dataset, "demos": split}
     return train(policy, objective, train_ds, hold_ds, tcfg, ctx.checkpoint_dir(name), log=ctx.log,
                  progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}",
-                 workspace=scene_workspace(policy_cfg, ctx))
+                 workspace=workspace or scene_workspace(policy_cfg, ctx))
 
 
 def preflight(spec, source: str | None = None) -> None:

@@ -343,7 +343,7 @@ def _label(script, outcome):
 
     t = _Tracker({**_obs((-0.2, 0.0, 1.17), REST), "image": None}, False, 1)
     for grip, eef, bowl in script:
-        t.command(grip)
+        t.command(grip, eef[2])  # the target these scripts command is where the hand then is
         t.update(_obs(eef, bowl))
     t.finish(t.last)
     label = t.first_failure(outcome)
@@ -354,7 +354,8 @@ def _label(script, outcome):
 def test_failure_labels_follow_the_episode():
     lifted = (-0.06, 0.2, 1.0)
     up = (-0.06, 0.25, 1.05)
-    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST)], "MISS") == "grasp failed"
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST)], "MISS") == "never lifted"
+    assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, REST)], "MISS") == "grasp failed"
     assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted), (1, up, REST)], "GRASP") == "dropped"
     assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted)], "GRASP") == "never released"
     assert _label([(0, AT_BOWL, REST), (1, AT_BOWL, REST), (1, up, lifted), (0, up, (0.3, 0.2, 0.9))],
