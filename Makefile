@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml examples/pxp-cnn-backbone/pyproject.toml
 demo: install
 	$(VENV)/bin/pxp run specs/quickstart.yaml
 
+# Two test processes, one file each at a time (loadfile keeps a module's shared scene and cluster in one
+# process): most tests wait on simulator start-up, subprocesses and Ray, so this halves the wall time on 2 cores.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
