@@ -7,6 +7,7 @@ corrupted and deleted outputs, a full and a read-only disk, spec and plugin erro
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -389,20 +390,25 @@ def _mount_tmpfs(path: Path, options: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
 
 
+@contextlib.contextmanager
+def _tmpfs_disk(path, options):
+    _mount_tmpfs(path, options)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)])
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "size=256k")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)])
+    with _tmpfs_disk(tmp_path / "disk", "size=256k") as disk:
+        yield disk
 
 
 @pytest.fixture
 def read_only_disk(tmp_path):
-    disk = tmp_path / "ro"
-    _mount_tmpfs(disk, "ro,size=64k")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)])
+    with _tmpfs_disk(tmp_path / "ro", "ro,size=64k") as disk:
+        yield disk
 
 
 def test_read_only_output_is_one_line(tmp_path, read_only_disk):

@@ -12,7 +12,7 @@ from pxp.core import io
 from pxp.core.probe import ProbeSettings, probe_policies, sweep
 from pxp.core.rollout import ExpertPolicy, HomePolicy
 
-from ._policy_data import Ctx, one_thread, reg, synth_episode, look_at_camera  # noqa: F401  (fixtures)
+from ._policy_data import SCENE_SIZE, Ctx, look_at_camera, one_thread, reg, scene, synth_episode  # noqa: F401  (fixtures)
 
 try:  # before any renderer exists: importing triton (via timm) after Mesa's llvmpipe has rendered segfaults
     import timm  # noqa: F401
@@ -20,16 +20,7 @@ except ImportError:
     pass
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def scene():
-    pytest.importorskip("libero")
-    from pxp.plugins.scenes.libero import LiberoSceneConfig, make_scene
-
-    with make_scene(LiberoSceneConfig(image_size=SIZE)) as s:
-        yield s
+SIZE = SCENE_SIZE
 
 
 def test_expert_follows_the_bowl_everywhere_and_a_fixed_point_does_not(scene):

@@ -16,22 +16,15 @@ import pytest
 from pxp.core.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
 from pxp.plugins.scenes.libero_expert import CLOSE_STEPS
 
+from ._policy_data import SCENE_SIZE, scene  # noqa: F401  (fixture)
+
 try:  # at collection, before any renderer exists: importing triton (via timm) after Mesa's llvmpipe
     import timm  # noqa: F401  has rendered once segfaults the process (two LLVMs)
 except ImportError:
     pass
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def scene():
-    pytest.importorskip("libero")
-    from pxp.plugins.scenes.libero import LiberoSceneConfig, make_scene
-
-    with make_scene(LiberoSceneConfig(image_size=SIZE)) as s:
-        yield s
+SIZE = SCENE_SIZE
 
 
 # ----------------------------------------------------------------------------- instruments
