@@ -121,7 +121,6 @@ SCENE_SIZE = 64
 @pytest.fixture(scope="module")
 def scene():
     """A real 64 px LIBERO scene shared by a test module (import timm before it renders: see the modules)."""
-    pytest.importorskip("libero")
     from pxp.plugins.scenes.libero import LiberoSceneConfig, make_scene
 
     with make_scene(LiberoSceneConfig(image_size=SCENE_SIZE)) as s:

@@ -83,7 +83,6 @@ def _tiny_run(root, reg):
 def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
     from pxp.core.cli import cli
 
-    pytest.importorskip("libero")
     run = _tiny_run(tmp_path, reg)
     res = CliRunner().invoke(cli, ["probe", str(run), "--points", "3", "--thetas", "0,25", "--phis", "90"])
     assert res.exit_code == 0, res.output

@@ -81,8 +81,7 @@ def test_asking_for_ray_without_it_says_how_to_install_it(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster():
-    pytest.importorskip("ray")
-    pytest.importorskip("libero")
+    pytest.importorskip("ray", reason="Ray is the optional extra pxp[ray]; make test installs it")
     from ray.cluster_utils import Cluster
 
     store = 200 * 2**20
