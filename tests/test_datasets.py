@@ -218,3 +218,23 @@ def test_config_errors():
 @pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.core.data", "pxp.core.pool", "pxp.core.grid"])
 def test_imports_stay_light(module):
     check_light_import(module)
+
+
+def test_jittered_offsets_stay_in_their_cell_and_on_their_side_of_the_split():
+    """``jitter: true`` draws each episode's offset inside its cell (half a spacing each way, clipped to
+    the workspace), reproducibly from the episode seed, so the left half's offsets never cross the midline."""
+    cfg = Ctx().scene_config()
+    fields = {**GRID, "rows": 4, "cols": 4, "split": "left", "episodes_per_cell": 3, "extent": None}
+    centred = generator(**fields).plan(cfg)
+    plan = generator(**fields, jitter=True).plan(cfg)
+    again = generator(**fields, jitter=True).plan(cfg)
+    assert [t.offset for t in plan] == [t.offset for t in again]
+    grid = position_grid(4, 4, (tuple(cfg.workspace_dx), tuple(cfg.workspace_dy)))
+    half = np.array([np.diff(grid.row_values)[0], np.diff(grid.col_values)[0]]) / 2
+    mid_dy = (grid.col_values[1] + grid.col_values[2]) / 2
+    offsets = np.array([t.offset for t in plan])
+    centres = np.array([t.offset for t in centred])
+    assert (np.abs(offsets - centres) <= half + 1e-12).all()
+    assert (offsets[:, 1] <= mid_dy).all() and (offsets[:, 1] >= grid.col_range[0]).all()
+    assert (offsets[:, 0] >= grid.row_range[0]).all() and (offsets[:, 0] <= grid.row_range[1]).all()
+    assert len({t.offset for t in plan}) == len(plan)  # continuous: no two episodes share a position

@@ -70,6 +70,8 @@ class PositionGridConfig(_GridDatasetConfig):
     extent: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = Field(
         None, description="((dx_min, dx_max), (dy_min, dy_max)) in m; None: the scene's workspace")
     view: Optional[Tuple[float, float]] = Field(None, description="(theta, phi) degrees; None: the scene's camera")
+    jitter: bool = Field(False, description="draw each episode's offset uniformly within its cell (continuous "
+                                            "positions over the split's region) instead of at the cell centre")
 
     def smoke(self) -> dict:
         out, rows, cols = self._smoke_grid(self.rows, self.cols, lambda r, c: position_grid(r, c, ((0, 1), (0, 1))))
@@ -284,13 +286,26 @@ class PositionGridGenerator(GridGenerator):
         view = c.view if c.view is not None else getattr(scene_cfg, "view", None)  # recorded as it is used
         tasks = []
         for cell in grid.select(c.split):
-            (row, col), off = grid.rowcol([cell])[0], grid.values([cell])[0]
-            self._check_offset(scene_cfg, off)
+            (row, col), centre = grid.rowcol([cell])[0], grid.values([cell])[0]
+            self._check_offset(scene_cfg, centre)
             for _ in range(c.episodes_per_cell):
                 i = len(tasks)
+                seed = episode_seed(c.seed, i)
+                off = jittered(grid, centre, seed) if c.jitter else centre
                 tasks.append(EpisodeTask(i, int(cell), int(row), int(col), (float(off[0]), float(off[1])),
-                                         view, episode_seed(c.seed, i), scene_cfg, key))
+                                         view, seed, scene_cfg, key))
         return tasks
+
+
+def jittered(grid: Grid, centre, seed: int) -> np.ndarray:
+    """A point drawn uniformly from the cell around ``centre`` (half a spacing each way, inside the grid's
+    range), from the episode's own seed: cells tile the range, so a split's region keeps its boundary."""
+    lo = np.array([grid.row_range[0], grid.col_range[0]], float)
+    hi = np.array([grid.row_range[1], grid.col_range[1]], float)
+    half = (hi - lo) / np.maximum(np.array([grid.rows, grid.cols]) - 1, 1) / 2
+    half[np.array([grid.rows, grid.cols]) == 1] = 0.0
+    a, b = np.maximum(centre - half, lo), np.minimum(centre + half, hi)
+    return np.random.default_rng([seed, 2]).uniform(a, b)
 
 
 class ViewpointGridGenerator(GridGenerator):

@@ -134,10 +134,13 @@ class ParaHead(nn.Module):
         cells and bins then go through :func:`para.decode_cells` / :func:`para.cell_to_pixel` with
         each sample's camera, exactly as :func:`para.decode` does for one sample."""
         logits = out["logits"].detach()
-        B, T, N, h, w = logits.shape
-        flat = logits.float().flatten(2).argmax(dim=-1).cpu().numpy()  # (B, T): bin * h*w + row * w + col
-        bins, rem = np.divmod(flat, h * w)
-        cells = np.stack(np.divmod(rem, w), axis=-1)  # (B, T, 2) [row, col]
+        if self.cfg.subcell:  # the local mean needs the neighbourhood: the whole volume goes to the host
+            cells, bins = para.peaks(logits.float().cpu().numpy(), subcell=True)
+        else:
+            B, T, N, h, w = logits.shape
+            flat = logits.float().flatten(2).argmax(dim=-1).cpu().numpy()  # (B, T): bin * h*w + row * w + col
+            bins, rem = np.divmod(flat, h * w)
+            cells = np.stack(np.divmod(rem, w), axis=-1)  # (B, T, 2) [row, col]
         xyz = np.stack([para.decode_cells(c, b, cam, self.cfg) for c, b, cam in zip(cells, bins, cameras)])
         uv = np.stack([para.cell_to_pixel(c, cam, self.cfg) for c, cam in zip(cells, cameras)])
         grip = out["gripper_logits"].detach().float().softmax(-1)[..., 1].cpu().numpy()

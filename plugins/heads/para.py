@@ -27,6 +27,8 @@ class ParaVolumeConfig(BaseModel):
     conv_layers: int = Field(2, ge=0, description="3x3 conv + GELU layers after upsampling")
     condition_on_eef: bool = Field(True, description="add a learned embedding at the end-effector's patch")
     condition_on_gripper: bool = Field(True, description="add the current gripper state as a learned embedding")
+    subcell: bool = Field(False, description="decode the peak to sub-cell precision: the softmax-weighted mean "
+                                             "over its 3×3 cells and ±1 height bins, instead of the cell centre")
 
     def smoke(self) -> dict:
         return {"height_bins": min(self.height_bins, 4), "heatmap_size": min(self.heatmap_size, 16),
@@ -56,18 +58,47 @@ def cell_to_pixel(cells, camera: Camera, cfg: ParaVolumeConfig) -> np.ndarray:
 
 
 def decode_cells(cells, bins, camera: Camera, cfg: ParaVolumeConfig) -> np.ndarray:
-    """(cell, bin) → world xyz: the cell centre's ray meets the plane z = bin centre height."""
-    z = height_bin_centers(cfg.height_bins, cfg.height_range)[np.asarray(bins)]
+    """(cell, bin) → world xyz: the cell centre's ray meets the plane z = bin centre height.
+    Fractional cells and bins (sub-cell decoding) interpolate between centres."""
+    centers = height_bin_centers(cfg.height_bins, cfg.height_range)
+    z = np.interp(np.asarray(bins, dtype=float), np.arange(cfg.height_bins), centers)
     return camera.unproject(cell_to_pixel(cells, camera, cfg), z)
 
 
-def decode(logits, camera: Camera, cfg: ParaVolumeConfig):
-    """Logits (T, N, h, w) (numpy or torch) → (xyz (T, 3), pixel (T, 2), cells, bins) at the argmax."""
-    a = logits.detach().float().cpu().numpy() if hasattr(logits, "detach") else np.asarray(logits)
-    T, N, h, w = a.shape
-    flat = a.reshape(T, -1).argmax(axis=1)
+def peaks(volume: np.ndarray, subcell: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (..., N, h, w) → (cells (..., 2) [row, col], bins (...)) at the joint argmax; integers, or
+    with ``subcell`` the softmax-weighted mean over the peak's 3×3 cells (height marginalised) and over
+    its ±1 bins (at the peak cell) — a local mean, so a second mode elsewhere cannot pull it away."""
+    a = np.asarray(volume, dtype=np.float64)
+    *lead, N, h, w = a.shape
+    flat = a.reshape(*lead, -1).argmax(axis=-1)
     bins, rem = np.divmod(flat, h * w)
-    cells = np.stack(np.divmod(rem, w), axis=-1)
+    rows, cols = np.divmod(rem, w)
+    if not subcell:
+        return np.stack([rows, cols], axis=-1), bins
+    marginal = np.logaddexp.reduce(a, axis=-3)  # (..., h, w)
+    r_idx, c_idx = np.arange(h), np.arange(w)
+    near = ((np.abs(r_idx[:, None] - rows[..., None, None]) <= 1)
+            & (np.abs(c_idx[None, :] - cols[..., None, None]) <= 1))
+    wts = _local_softmax(marginal, near, axes=(-2, -1))
+    r = (wts * r_idx[:, None]).sum(axis=(-2, -1))
+    c = (wts * c_idx[None, :]).sum(axis=(-2, -1))
+    column = np.take_along_axis(a.reshape(*lead, N, h * w), rem[..., None, None], axis=-1)[..., 0]  # (..., N)
+    k = np.arange(N)
+    wb = _local_softmax(column, np.abs(k - bins[..., None]) <= 1, axes=(-1,))
+    return np.stack([r, c], axis=-1), (wb * k).sum(axis=-1)
+
+
+def _local_softmax(x: np.ndarray, mask: np.ndarray, axes: tuple) -> np.ndarray:
+    x = np.where(mask, x, -np.inf)
+    e = np.exp(x - x.max(axis=axes, keepdims=True))
+    return e / e.sum(axis=axes, keepdims=True)
+
+
+def decode(logits, camera: Camera, cfg: ParaVolumeConfig):
+    """Logits (T, N, h, w) (numpy or torch) → (xyz (T, 3), pixel (T, 2), cells, bins) at the peak."""
+    a = logits.detach().float().cpu().numpy() if hasattr(logits, "detach") else np.asarray(logits)
+    cells, bins = peaks(a, cfg.subcell)
     return decode_cells(cells, bins, camera, cfg), cell_to_pixel(cells, camera, cfg), cells, bins
 
 
