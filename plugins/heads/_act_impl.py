@@ -21,6 +21,9 @@ class ActHead(nn.Module):
             layers += [nn.Linear(width, cfg.hidden_dim), nn.GELU()]
             width = cfg.hidden_dim
         self.norm = nn.LayerNorm(in_dim)
+        if cfg.readout == "queries":
+            self.queries = nn.Parameter(torch.randn(cfg.horizon, in_dim) * 0.02)
+            self.attend = nn.MultiheadAttention(in_dim, num_heads=_heads(in_dim), batch_first=True)
         self.mlp = nn.Sequential(*layers)
         self.pos_out = nn.Linear(width, cfg.horizon * self.dims)
         self.gripper_out = nn.Linear(width, cfg.horizon * 2)
@@ -50,19 +53,38 @@ class ActHead(nn.Module):
     def denormalize(self, p: torch.Tensor) -> torch.Tensor:
         return self.ws_low + (p + 1.0) * 0.5 * (self.ws_high - self.ws_low)
 
+    def _readout(self, fmap: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """(B, C) from the CLS token, or (B, T, C): each step's query attends over the patch tokens,
+        whose keys and values carry a fixed 2D sin-cos code of their position (so the attention weights
+        act as a soft argmax over patch positions)."""
+        if self.cfg.readout == "cls":
+            return self.norm(cls)
+        B, C, h, w = fmap.shape
+        tokens = fmap.flatten(2).transpose(1, 2) + sincos_2d(h, w, C).to(fmap)
+        q = self.queries.to(fmap.dtype).expand(B, -1, -1)
+        return self.norm(self.attend(q, tokens, tokens, need_weights=False)[0])
+
     def forward(self, fmap: torch.Tensor, cls: torch.Tensor, cond: dict) -> dict:
         B, T = cls.shape[0], self.horizon
-        z = self.norm(cls)
+        z = self._readout(fmap, cls)
+        per_step = z.dim() == 3
         if self.cfg.condition_on_state:
             if self.needs_workspace:
                 raise RuntimeError("act_regression: workspace box not set (configure workspace_low/high or let "
                                    "training take it from the scene)")
             state = torch.cat([self.normalize(cond["eef_pos"].float()), cond["gripper"].float().view(B, 1)], -1)
+            if per_step:
+                state = state.unsqueeze(1).expand(-1, T, -1)
             z = torch.cat([z, state.to(z.dtype)], -1)
         h = self.mlp(z)
+        pos, grip = self.pos_out(h), self.gripper_out(h)
+        if per_step:  # one query per step: keep that step's own outputs
+            eye = torch.eye(T, dtype=torch.bool, device=h.device)
+            pos = pos.view(B, T, T, self.dims)[:, eye]
+            grip = grip.view(B, T, T, 2)[:, eye]
         out = {
-            "pos01": self.pos_out(h).float().view(B, T, self.dims),
-            "gripper_logits": self.gripper_out(h).view(B, T, 2),
+            "pos01": pos.float().view(B, T, self.dims),
+            "gripper_logits": grip.view(B, T, 2),
             "eef_pos": cond["eef_pos"],
         }
         return out
@@ -80,3 +102,17 @@ class ActHead(nn.Module):
             z = out["eef_pos"][:, 2].detach().float().cpu().numpy()
             xyz = np.stack([cam.unproject(u, zz) for u, cam, zz in zip(pix, cameras, z)])
         return {"xyz": xyz, "pixel": pix, "gripper": grip}
+
+
+def _heads(dim: int) -> int:
+    return next(h for h in (4, 3, 2, 1) if dim % h == 0)
+
+
+def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
+    """(h·w, dim) fixed sin-cos position code of a patch grid (row-major), half the channels per axis."""
+    quarter = max(dim // 4, 1)
+    freq = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    parts = [f(a.reshape(-1, 1) * freq) for a in (rows, cols) for f in (torch.sin, torch.cos)]
+    code = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(code, (0, dim - code.shape[1]))

@@ -23,6 +23,9 @@ class ActRegressionConfig(BaseModel):
     mlp_layers: int = Field(2, ge=1)
     space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
     condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
+    readout: Literal["cls", "queries"] = Field(
+        "cls", description="cls: regress from the CLS token (the seed's ACT); queries: one learned query per "
+                           "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer)")
     workspace_low: tuple[float, float, float] | None = Field(
         None, description="null: the scene's workspace box (the same for every split)")
     workspace_high: tuple[float, float, float] | None = None
