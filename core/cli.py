@@ -134,7 +134,7 @@ def run(spec_path, out, force, stages, device, workers, sets, executor, address,
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner, resolve_executor
 
-    from .training import preflight
+    from pxp.experiment.training import preflight
 
     spec = _load(spec_path, sets, smoke)
     preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
@@ -170,7 +170,7 @@ def _require_ray() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 def eval_(run_dir, episodes, sets, workers, device):
     """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
-    from .evaluation import evaluate_run
+    from pxp.experiment.evaluation import evaluate_run
 
     results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True)
     click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
@@ -193,7 +193,7 @@ def _floats(text: str) -> tuple:
 @click.option("--report", "rewrite_report", is_flag=True, help="Rewrite report.md/html with the probe section.")
 def probe(run_dir, points, thetas, phis, device, force, rewrite_report):
     """Does each policy's grasp target follow the object? (no rollout; see docs/evaluation.md)"""
-    from .probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
+    from pxp.experiment.probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
     from .runner import resolve_device
 
     settings = ProbeSettings(points=points, thetas=_floats(thetas), phis=_floats(phis), seed=read_spec_seed(run_dir))
@@ -207,7 +207,7 @@ def probe(run_dir, points, thetas, phis, device, force, rewrite_report):
         table.add_row(*map(str, row))
     Console().print(table)
     if rewrite_report:
-        from .report import write_report
+        from pxp.experiment.report import write_report
 
         write_report(run_dir)
     click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")

@@ -340,7 +340,7 @@ def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
     cuda = str(ctx.device).startswith("cuda")
     ex = executor.with_options(num_gpus=1 if cuda else 0, num_cpus=1 if cuda else _node_cpus(executor))
     init = str(ctx.checkpoint_dir(policy_cfg.init_from)) if policy_cfg.init_from else None
-    from .training import scene_workspace
+    from pxp.experiment.training import scene_workspace
 
     unit = TrainingUnit(name, policy_cfg, str(ctx.run_dir), str(ctx.device), run_token(ctx.run_dir), init,
                         ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx))
@@ -349,7 +349,7 @@ def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
         ctx.log(f"training: {name} runs on a node without the run directory: shipping its dataset and checkpoints")
         out = _run_one(ex, replace(unit, payload=[executor.ray.put(_payload(unit, ctx))]))
     if out.get("files") is not None:
-        from .policy import MARKER
+        from pxp.experiment.policy import MARKER
 
         d = write_dir(ctx.checkpoint_dir(name), out["files"], commit=MARKER)
         for stale in set(read_dir(d)) - set(out["files"]):  # an older step's weights
@@ -390,7 +390,7 @@ def _payload(unit: TrainingUnit, ctx) -> dict:
 
 def train_unit(unit: TrainingUnit) -> dict:
     """Worker side: train in the shared run directory, or in a temp copy of what was shipped."""
-    from .training import train_policy
+    from pxp.experiment.training import train_policy
 
     shared = _reads_token(unit) and not unit.ship
     if shared:
@@ -400,7 +400,7 @@ def train_unit(unit: TrainingUnit) -> dict:
         return {"needs_payload": True}
     import ray
 
-    from .policy import MARKER
+    from pxp.experiment.policy import MARKER
 
     payload = ray.get(unit.payload[0])
     with tempfile.TemporaryDirectory(prefix="pxp-train-") as tmp:

@@ -250,7 +250,7 @@ class Runner:
                                                         [path, path.with_name(path.name + ".partial")], work, verify, [path])
 
     def _stage_training(self, ctx: StageContext) -> None:
-        from .training import train_policy  # torch is imported only when training is needed
+        from pxp.experiment.training import train_policy  # torch is imported only when training is needed
 
         if ctx.executor is not None:
             return self._train_on_cluster(ctx)
@@ -295,7 +295,7 @@ class Runner:
         write_results(self.run_dir, self.spec)
 
     def _stage_report(self, ctx: StageContext) -> None:
-        from .report import write_report
+        from pxp.experiment.report import write_report
 
         io.remove_torn(self.run_dir / "plots")  # temp files of a report that was killed mid-write
         path = write_report(self.run_dir, ctx)
@@ -349,7 +349,7 @@ def resolve_executor(cli_value: str | None, spec) -> str:
 
 def write_results(run_dir: Path, spec) -> Path:
     """Collect every evaluation's episodes and summary into results.json."""
-    from .evaluation import write_results as write
+    from pxp.experiment.evaluation import write_results as write
 
     episodes, summaries = [], {}
     for name in spec.evaluations:
@@ -405,7 +405,7 @@ def _dataset_problem(generator, path: Path) -> str | None:
 
 def _checkpoint_problem(directory: Path) -> str | None:
     """None when the checkpoint's marker is complete and its model file matches the recorded sha256."""
-    from .policy import MARKER, read_marker
+    from pxp.experiment.policy import MARKER, read_marker
 
     directory = Path(directory)
     marker = read_marker(directory)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pxp.core.camera import Camera
-from pxp.core.data import (DatasetError, DemoDataset, DemoWriter, height_bin_centers, height_bin_index,
+from pxp.experiment.data import (DatasetError, DemoDataset, DemoWriter, height_bin_centers, height_bin_index,
                            normalize_image, open_dataset, partial_path, select_demos)
 
 CAM = Camera.from_fovy(45.0, 16, 12, position=[0.66, 0.0, 1.61],
@@ -174,7 +174,7 @@ def test_frames_from_ram_cache_and_hdf5_are_the_same(tmp_path):
 
 
 def test_frame_cache_is_rebuilt_when_stale_or_incomplete(tmp_path):
-    from pxp.core.data import FrameCache
+    from pxp.experiment.data import FrameCache
 
     path = tmp_path / "d.hdf5"
     write(path, range(2))
@@ -196,7 +196,7 @@ def test_frame_cache_is_rebuilt_when_stale_or_incomplete(tmp_path):
 
 
 def test_batches_are_the_same_with_worker_processes(tmp_path):
-    from pxp.core.training import Batches
+    from pxp.experiment.training import Batches
 
     path = tmp_path / "d.hdf5"
     write(path, range(3))
@@ -209,7 +209,7 @@ def test_batches_are_the_same_with_worker_processes(tmp_path):
 
 
 def test_loader_workers_default():
-    from pxp.core.data import loader_workers
+    from pxp.experiment.data import loader_workers
 
     assert loader_workers(None, "cpu") == 0 and loader_workers(3, "cpu") == 3
     assert 0 <= loader_workers(None, "cuda") <= 8
@@ -251,8 +251,8 @@ def test_height_bins():
 
 
 def test_height_bins_match_the_policy_decoder():
-    # training labels (here) and the PARA head's decoding (pxp.core.policy) must bin identically
-    from pxp.core.policy import height_bin_index as policy_bins
+    # training labels (here) and the PARA head's decoding (pxp.experiment.policy) must bin identically
+    from pxp.experiment.policy import height_bin_index as policy_bins
 
     z = np.concatenate([np.random.default_rng(0).uniform(0.85, 1.25, 2000), height_bin_centers(32, (0.9, 1.2)),
                         0.9 + np.arange(33) * 0.3 / 32])  # bin edges included

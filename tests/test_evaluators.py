@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pxp.core import evaluation
-from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes, write_results
+from pxp.experiment import evaluation
+from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes, write_results
 from pxp.testing import check_config_roundtrip, check_light_import, plugin_registry
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -81,7 +81,7 @@ def test_referenced_policies(registry):
 
 
 @pytest.mark.parametrize("module", ["pxp.plugins.evaluators.ood", "pxp.plugins.evaluators.data_efficiency",
-                                    "pxp.core.evaluation", "pxp.core.rollout", "pxp.core.stats"])
+                                    "pxp.experiment.evaluation", "pxp.experiment.rollout", "pxp.experiment.stats"])
 def test_imports_stay_light(module):
     check_light_import(module)
 

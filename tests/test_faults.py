@@ -455,7 +455,7 @@ def pipeline(tmp_path_factory):
 
 
 def test_worker_killed_while_generating_costs_no_episode(pipeline):
-    from pxp.core.data import open_dataset
+    from pxp.experiment.data import open_dataset
 
     run, _, _, _, first_log = pipeline
     with open_dataset(run / "data" / "d.hdf5") as f:
@@ -475,8 +475,8 @@ def test_killed_training_resumes_without_duplicate_metrics(pipeline):
 
 
 def test_deleted_and_corrupted_outputs_are_recomputed(pipeline, tmp_path):
-    from pxp.core.data import open_dataset
-    from pxp.core.policy import read_checkpoint
+    from pxp.experiment.data import open_dataset
+    from pxp.experiment.policy import read_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(pipeline[0], run)
@@ -513,7 +513,7 @@ def test_pxp_eval_rejects_a_resolved_spec_edited_away_from_its_checkpoint(pipeli
 # ---------------------------------------------------------------- report details
 
 def test_summary_without_valid_episodes_shows_no_nan_and_counts_failures():
-    from pxp.core.report import Doc, _summary, _training_section
+    from pxp.experiment.report import Doc, _summary, _training_section
 
     spec = {"evaluations": {"e": {"type": "position_split"}},
             "policies": {"para": {"head": {"type": "para_volume"}, "backbone": {"type": "tiny_vit"},

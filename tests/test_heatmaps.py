@@ -12,11 +12,11 @@ import yaml
 from PIL import Image
 
 from pxp.core import io
-from pxp.core.data import open_dataset
-from pxp.core.heatmaps import N_TRAIN, strip_size, write_strips
-from pxp.core.policy import load_policy
+from pxp.experiment.data import open_dataset
+from pxp.experiment.heatmaps import N_TRAIN, strip_size, write_strips
+from pxp.experiment.policy import load_policy
 from pxp.core.spec import TrainConfig
-from pxp.core.training import train_policy
+from pxp.experiment.training import train_policy
 from pxp.plugins.backbones.vit import TinyViTConfig
 from pxp.plugins.heads.act import ActRegressionConfig
 from pxp.plugins.heads.para import ParaVolumeConfig
@@ -106,7 +106,7 @@ def test_strips_for_each_policy_with_train_and_ood_rows(run):
 
 @pytest.mark.filterwarnings("ignore:No artists with labels")  # the report's empty demo-count plot
 def test_the_report_writes_and_embeds_the_strips(run, capfd):
-    from pxp.core.report import write_report
+    from pxp.experiment.report import write_report
 
     root, _ = run
     for p in (root / "plots").glob("*_heatmaps.png"):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from pxp.core import policy as pol
-from pxp.core.data import height_bin_index as loader_height_bin_index
+from pxp.experiment import policy as pol
+from pxp.experiment.data import height_bin_index as loader_height_bin_index
 from pxp.plugins.backbones.vit import DinoV2Config, TinyViTConfig
 from pxp.plugins.heads import para
 from pxp.plugins.heads.act import ActRegressionConfig
@@ -53,7 +53,7 @@ def test_plugins_register_and_import_light(reg):
         check_config_roundtrip(reg, kind, name, **fields)
     for module in ("backbones.vit", "heads.para", "heads.act", "objectives.losses"):
         check_light_import(f"pxp.plugins.{module}")
-    check_light_import("pxp.core.training")
+    check_light_import("pxp.experiment.training")
 
 
 def test_tiny_vit_and_random_dinov2_shapes(reg):
@@ -143,7 +143,7 @@ def test_param_groups_separate_backbone_lr_and_skip_decay_where_it_harms():
     """Backbone lr = lr × backbone_lr_scale (default 0.1 for pretrained weights, 1 for random init);
     no weight decay on biases, norms, pos_embed, cls_token or learned embedding vectors."""
     from pxp.core.spec import TrainConfig
-    from pxp.core.training import make_optimizer, param_groups
+    from pxp.experiment.training import make_optimizer, param_groups
     from pxp.testing import plugin_registry
 
     reg = plugin_registry()
@@ -326,7 +326,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 
 _WRITER = textwrap.dedent("""
     import sys, torch
-    from pxp.core.policy import write_checkpoint
+    from pxp.experiment.policy import write_checkpoint
     for step in range(1, 1000):
         state = {"a": torch.full((1_500_000,), float(step)), "b": torch.full((1_500_000,), float(step))}
         print("writing", step, flush=True)

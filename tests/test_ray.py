@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pxp.core import pool
-from pxp.core.evaluation import EpisodeTask, run_episodes
+from pxp.experiment.evaluation import EpisodeTask, run_episodes
 from pxp.core.runner import Runner, resolve_executor, training_waves
 from pxp.core.spec import validate_spec
 
@@ -96,7 +96,7 @@ def cluster():
 
 
 def _outcomes(path):
-    from pxp.core.data import open_dataset
+    from pxp.experiment.data import open_dataset
 
     with open_dataset(path) as f:
         return [(int(d.attrs["seed"]), str(d.attrs["outcome"])) for d in f.demos]

@@ -6,9 +6,9 @@ import numpy as np
 import yaml
 
 from pxp.core import io
-from pxp.core.report import pct, write_report
-from pxp.core.stats import summarize_outcomes
-from pxp.core.video import write_video
+from pxp.experiment.report import pct, write_report
+from pxp.experiment.stats import summarize_outcomes
+from pxp.experiment.video import write_video
 
 
 def policy(head, **kw):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from pxp.core import stats
+from pxp.experiment import stats
 
 
 def _wilson_by_hand(k, n, z=1.959963984540054):
@@ -117,6 +117,6 @@ def test_paired_mcnemar_uses_only_shared_valid_keys():
 def test_z95_is_the_normal_quantile():
     from scipy import stats as st
 
-    from pxp.core.stats import Z95
+    from pxp.experiment.stats import Z95
 
     assert Z95 == float(st.norm.isf(0.025))

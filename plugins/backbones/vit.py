@@ -8,7 +8,7 @@ trains on a CPU in minutes, for the quickstart and tests).
   ``hf-hub:<repo id>`` a repo in the local Hugging Face cache, read offline
   ``random``           random init, on purpose (every report says so)
 ``DinoV2Config.preflight()`` says, before any work starts, whether the weights can be had here; ``pxp
-run`` calls it for every backbone of a spec (pxp.core.training.preflight), so a run that cannot get its
+run`` calls it for every backbone of a spec (pxp.experiment.training.preflight), so a run that cannot get its
 weights stops with one message saying how to supply them.
 
 A backbone maps normalised images (B, 3, H, W) to ``(feature_map (B, C, h, w), cls (B, C))`` and

@@ -174,7 +174,7 @@ class GridGenerator(abc.ABC):
         """Every episode of the dataset, in a fixed order (the order resume relies on)."""
 
     def generate(self, path: Path, ctx) -> dict:
-        from pxp.core.data import DatasetError, DemoWriter, open_dataset
+        from pxp.experiment.data import DatasetError, DemoWriter, open_dataset
         from pxp.core.io import config_hash
 
         scene_cfg = ctx.scene_config(**self.cfg.scene_overrides())
@@ -199,7 +199,7 @@ class GridGenerator(abc.ABC):
 
     def verify(self, path: Path) -> str | None:
         """Why the finished file at ``path`` cannot be used (None if it can): the runner's cache check."""
-        from pxp.core.data import DatasetError, open_dataset
+        from pxp.experiment.data import DatasetError, open_dataset
 
         try:
             with open_dataset(path):
@@ -229,7 +229,7 @@ class GridGenerator(abc.ABC):
         return self._summary(path, 0.0, 0)
 
     def _summary(self, path: Path, seconds: float, ran: int) -> dict:
-        from pxp.core.data import open_dataset
+        from pxp.experiment.data import open_dataset
 
         with open_dataset(path) as f:
             return {"path": str(path), "episodes": int(f.attrs["n_episodes"]), "demos": len(f.demos),
@@ -258,7 +258,7 @@ class GridGenerator(abc.ABC):
             check(*offset)
 
     def _scene_key(self, scene_cfg) -> str:
-        # the key evaluation rollouts use too (pxp.core.evaluation.run_episode): an in-process run
+        # the key evaluation rollouts use too (pxp.experiment.evaluation.run_episode): an in-process run
         # (workers=1) goes from generation to evaluation with the scene it already built
         return scene_cfg.model_dump_json()
 

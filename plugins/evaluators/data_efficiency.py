@@ -23,7 +23,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pct, pick_positions, weighted_str
+from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pct, pick_positions, weighted_str
 from pxp.core.grid import SplitConfig, check_grid_split, explicit
 from pxp.core.hookspecs import hookimpl
 

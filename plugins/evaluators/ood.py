@@ -15,7 +15,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, model_validator
 
-from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions, scene_workspace
+from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions, scene_workspace
 from pxp.core.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
@@ -140,7 +140,7 @@ class ViewpointGrid(Evaluator):
 
 
 def _per_theta_table(summary: dict) -> str:
-    from pxp.core.evaluation import pct
+    from pxp.experiment.evaluation import pct
 
     pols = summary.get("policies", {})
     thetas = sorted({t for s in pols.values() for t in s.get("groups", {}).get("theta", {})}, key=float)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pxp.core.policy import height_bin_index
+from pxp.experiment.policy import height_bin_index
 from pxp.plugins.heads import para
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pxp.core.camera import Camera
 from pxp.core.hookspecs import hookimpl
-from pxp.core.policy import height_bin_centers, height_bin_index
+from pxp.experiment.policy import height_bin_centers, height_bin_index
 
 
 class ParaVolumeConfig(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pxp.core.policy import image_uv
+from pxp.experiment.policy import image_uv
 
 
 def _gripper_ce(out: dict, batch: dict) -> torch.Tensor:

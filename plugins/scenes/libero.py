@@ -113,7 +113,7 @@ class LiberoSceneConfig(BaseModel):
         plate footprints over the whole offset grid (``workspace_dx/dy``) grown by the grasp/release
         margin, the robot's home pose, and heights from the table top to above home.
 
-        Regression heads normalise to it (pxp.core.training): one box for every split of the grid,
+        Regression heads normalise to it (pxp.experiment.training): one box for every split of the grid,
         so a policy trained on one half can still output targets on the other."""
         xs = [BOWL_XY[0], PLATE_XY[0]]
         ys = [BOWL_XY[1], PLATE_XY[1]]

@@ -9,7 +9,7 @@ measures that for any policy, of any head, from its checkpoint:
 2. **A defined state**, the same for every policy: the scene's ``pregrasp(offset, view, seed)`` —
    the scripted expert has driven the arm to its pre-grasp pose above the bowl (the moment before
    it descends), gripper open. That frame is rendered and given to each policy exactly as a
-   rollout gives it (:func:`pxp.core.rollout._predict`: copies, validated ``(T, 4)`` targets).
+   rollout gives it (:func:`pxp.experiment.rollout._predict`: copies, validated ``(T, 4)`` targets).
 3. **The grasp target**: the first predicted target at which the policy commands the gripper
    closed (gripper ≥ 0.5); if none in its horizon, its lowest predicted target (the end of the
    descent it predicts). No policy internals are read, so heatmap and regression heads compare.
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
-from .errors import PxpError
+from pxp.core import io
+from pxp.core.errors import PxpError
 
 FORMAT = "pxp-probe/1"
 AXES = ("x", "y", "view")
@@ -187,7 +187,7 @@ def _read_spec(run_dir: Path) -> dict:
 
 
 def _scene_config(spec: dict):
-    from .plugins import get_registry
+    from pxp.core.plugins import get_registry
 
     raw = dict(spec.get("scene") or {})
     if "type" not in raw:
@@ -204,7 +204,7 @@ def _checkpoint_id(ckpt: Path) -> dict:
 
 def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log) -> dict:
     from .evaluation import scene_workspace
-    from .plugins import create
+    from pxp.core.plugins import create
     from .policy import load_policy
 
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
+from pxp.core import io
 
 STAGE_STYLE = {
     "PLACE": ("✔ PLACE", (40, 170, 60)),

@@ -5,7 +5,7 @@ One PNG per (evaluation, policy), ``plots/<evaluation>_<policy>_heatmaps.png`` (
 end-effector pixel (green dot), then one panel per future step t+1 … t+T:
 
 - PARA (volume heads): the step's probability map — softmax over the (height bin × pixel) volume,
-  summed over height bins (:meth:`pxp.core.policy.Policy.heatmaps`) — overlaid on the image, with its
+  summed over height bins (:meth:`pxp.experiment.policy.Policy.heatmaps`) — overlaid on the image, with its
   peak probability in the corner;
 - ACT (regression heads): the image with the step's predicted point (red dot; world xyz projected
   with the frame's camera, or the image-space track for ``space: image``).
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io, pool
-from .camera import Camera
+from pxp.core import io, pool
+from pxp.core.camera import Camera
 
 PANEL = 160  # px per panel (images are resized to this width)
 GAP = 4
@@ -226,7 +226,7 @@ class _OodFrames:
         if self.error is not None:  # tried once for this evaluation: do not rebuild for every policy
             raise self.error
         if self.scene is None:
-            from .plugins import create, get_registry
+            from pxp.core.plugins import create, get_registry
 
             try:
                 base = dict(self.spec.get("scene") or {})

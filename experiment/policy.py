@@ -1,6 +1,6 @@
 """A policy = backbone + head, the one ``predict`` call rollouts use, and its checkpoints.
 
-torch is imported inside functions only, so ``pxp.core.policy`` (and the plugins that import its
+torch is imported inside functions only, so ``pxp.experiment.policy`` (and the plugins that import its
 height-bin helpers) stay cheap to import.
 
 Checkpoint directory layout (written by :func:`write_checkpoint`)::
@@ -9,7 +9,7 @@ Checkpoint directory layout (written by :func:`write_checkpoint`)::
                             policy configs, backbone weights_info, init_from transfer report
     model-00000100.pt       the policy's state_dict (tensors named backbone.* and head.*)
     train-00000100.pt       optimizer state, step, elapsed seconds, RNG states (for resume)
-    metrics.jsonl           training metrics (appended by pxp.core.training)
+    metrics.jsonl           training metrics (appended by pxp.experiment.training)
 
 Files carry their step in the name and are only deleted after a newer marker is in place, so a
 kill at any moment leaves either the previous complete checkpoint or the new one, never a mix.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
-from .camera import Camera
-from .errors import PxpError
+from pxp.core import io
+from pxp.core.camera import Camera
+from pxp.core.errors import PxpError
 
 MARKER = "checkpoint.json"
 FORMAT = "pxp-policy/1"
@@ -234,13 +234,13 @@ def read_checkpoint(directory, map_location="cpu", with_train_state: bool = Fals
 
 
 def _registry_create():
-    from .plugins import create
+    from pxp.core.plugins import create
 
     return create
 
 
 def _config_from_dict(kind: str, data: dict):
-    from .plugins import get_registry
+    from pxp.core.plugins import get_registry
 
     return get_registry().get(kind, data["type"]).config_model.model_validate(data)
 
@@ -248,7 +248,7 @@ def _config_from_dict(kind: str, data: dict):
 def _random_init(backbone: dict) -> dict:
     """The backbone config with ``weights: random`` (when it has a weights field): a checkpoint holds
     the trained tensors, and the original weights file or download need not exist where it is loaded."""
-    from .plugins import get_registry
+    from pxp.core.plugins import get_registry
 
     model = get_registry().get("backbones", backbone["type"]).config_model
     return {**backbone, "weights": "random"} if "weights" in model.model_fields else backbone

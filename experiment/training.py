@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
-from .camera import Camera
-from .errors import PxpError
+from pxp.core import io
+from pxp.core.camera import Camera
+from pxp.core.errors import PxpError
 from .policy import CheckpointError, Policy, build_policy, read_checkpoint, read_marker, write_checkpoint
 
 LOG_EVERY = 10  # steps between train-metric lines (and NaN checks: one host sync per interval)
@@ -58,7 +58,7 @@ def preflight(spec, source: str | None = None) -> None:
     (a ``preflight()`` method on its config returning None or why not) is asked; if any cannot, stop
     with ONE message (exit 2) that says how to supply them or how to opt into random init. Backbones
     without the method (e.g. a random-init tiny ViT that replaced one in a smoke run) are not asked."""
-    from .errors import SpecError
+    from pxp.core.errors import SpecError
 
     missing: dict[str, list[str]] = {}
     for name, pol in spec.policies.items():
@@ -222,7 +222,7 @@ def to_device(batch: dict, device) -> dict:
 class Batches:
     """Endless device batches; each epoch reshuffles with its own seed, so a resume that starts the
     next epoch sees the same order a straight run would have. With worker processes (``num_workers``;
-    None: see :func:`pxp.core.data.loader_workers`) the loader and its workers live across epochs, and on
+    None: see :func:`pxp.experiment.data.loader_workers`) the loader and its workers live across epochs, and on
     CUDA batches come in pinned memory and are copied without blocking."""
 
     def __init__(self, dataset, batch_size: int, seed: int, device, num_workers: int | None = 0, epoch: int = 0):

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import io, pool, stats
+from pxp.core import io, pool
+from . import stats
 
 EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
                   "error", "diagnostics", "video")
@@ -87,7 +88,7 @@ def run_episode(task: EpisodeTask) -> dict:
 
 
 def _make_scene(config):
-    from .plugins import create
+    from pxp.core.plugins import create
 
     return create("scenes", config)
 
@@ -333,7 +334,7 @@ class EvaluatorConfig(BaseModel):
 
     def smoke(self) -> dict:
         """Overrides at smoke scale (``pxp run --smoke``); subclasses add their own sizes."""
-        from . import smoke
+        from pxp.core import smoke
 
         return {"episodes_per_position": smoke.EPISODES, "max_steps": min(self.max_steps, smoke.MAX_STEPS),
                 "videos": min(self.videos, 1)}
@@ -366,7 +367,7 @@ def pick_positions(scene_cfg, split, n: int | None, seed: int, grid=(16, 16), ex
     dy (see pxp.core.grid). ``n`` cells are drawn without replacement with ``seed`` (all when None or
     larger than the split), then sorted, so every policy sees the same positions.
     """
-    from .grid import position_grid
+    from pxp.core.grid import position_grid
 
     g = position_grid(int(grid[0]), int(grid[1]), extent or scene_workspace(scene_cfg))
     cells = g.select(split)
@@ -427,7 +428,7 @@ class Evaluator(abc.ABC):
 
     def policy_names(self, ctx, names=None) -> list[str]:
         """Policy names with sweep groups expanded into their members."""
-        from .spec import resolve_policy_names
+        from pxp.core.spec import resolve_policy_names
 
         return resolve_policy_names(ctx.spec, self.config.policies if names is None else names)
 
@@ -500,9 +501,9 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
     tighter intervals) and ``sets`` are ``key=value`` overrides of the resolved spec; the evaluations
     always re-run (``force``), datasets and training are untouched; ``report`` rewrites the report too.
     """
-    from .errors import PxpError
-    from .runner import Runner
-    from .spec import apply_overrides, parse_yaml, validate_spec
+    from pxp.core.errors import PxpError
+    from pxp.core.runner import Runner
+    from pxp.core.spec import apply_overrides, parse_yaml, validate_spec
 
     run_dir = Path(run_dir)
     spec_path = run_dir / "spec.resolved.yaml"
@@ -522,7 +523,7 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
 def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
     """``pxp eval`` evaluates the checkpoints as trained: a resolved spec whose backbone or head was
     edited afterwards would be reported under a config the weights never had."""
-    from .errors import SpecError
+    from pxp.core.errors import SpecError
     from .policy import read_marker
 
     problems = []

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from .camera import Camera
-from .errors import PxpError
+from pxp.core.camera import Camera
+from pxp.core.errors import PxpError
 
 FORMAT = "pxp-demos"
 FORMAT_VERSION = 1
@@ -388,7 +388,7 @@ def height_bin_index(z, n_bins: int, z_range: tuple[float, float]):
     """Index of the height bin holding ``z`` (numpy or torch): ``n_bins`` equal bins over
     ``[z_min, z_max]``; heights outside the range go to the first / last bin.
 
-    The one definition of the bin layout: labels (here) and PARA's decoding (pxp.core.policy) share it.
+    The one definition of the bin layout: labels (here) and PARA's decoding (pxp.experiment.policy) share it.
     """
     z0, z1 = float(z_range[0]), float(z_range[1])
     if n_bins < 1 or not z1 > z0:
@@ -584,7 +584,7 @@ class FrameCache:
 
     def build(self) -> "FrameCache":
         """Use the cache if it matches the dataset, else (re)build it; returns self."""
-        from . import io
+        from pxp.core import io
 
         with open_dataset(self.dataset) as f:
             key = self.key(f)
@@ -598,7 +598,7 @@ class FrameCache:
         return self.data_path.exists() and self.data_path.stat().st_size == index["bytes"]
 
     def _write(self, f: DemoFile, key: dict) -> dict:
-        from . import io
+        from pxp.core import io
 
         demos, offset = {}, 0
         for i, d in enumerate(f.demos):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import Camera
+from pxp.core.camera import Camera
 
 # Thresholds for the diagnostics (not for the outcome: that is the scene's stage detection).
 REACH_DIST = 0.08  # m, grip site ↔ bowl origin; the expert grasps the rim ≈ 6 cm from the origin
@@ -62,7 +62,7 @@ def rollout(
     steps, as far apart as the demos' targets were: ``tol`` = 0 never stops early on "reached"
     (stopping early cut the demos' 12-step grasp and 10-step release to one step each). The gripper
     command of a target is applied while moving to it, which is what the label means: the command of
-    the control step that arrived at the target frame (pxp.core.data).
+    the control step that arrived at the target frame (pxp.experiment.data).
     ``max_steps`` bounds the episode's control steps. ``record_frames`` keeps every ``frame_every``-th image in
     ``episode["frames"]`` (uint8 arrays, for a video; not JSON) and the stage shown on each in
     ``episode["frame_stages"]``.
@@ -298,7 +298,7 @@ class DemoReplayPolicy:
 
     :meth:`prepare` records the expert from the episode's reset (like :class:`ExpertPolicy`); each
     prediction is then exactly what a perfect policy trained on that demo would output at frame t:
-    ``eef_pos[t + k·stride]`` and the gripper label of those frames (:func:`pxp.core.data.gripper_labels`),
+    ``eef_pos[t + k·stride]`` and the gripper label of those frames (:func:`pxp.experiment.data.gripper_labels`),
     k = 1..horizon. The rollout must execute all ``horizon`` targets for ``stride`` steps each
     (``replan_every=horizon, steps_per_target=stride``) so its frame pointer stays in step.
     """

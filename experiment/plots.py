@@ -20,7 +20,7 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    from . import io
+    from pxp.core import io
 
     path = Path(path)
     with io.atomic_path(path) as tmp:

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import io, plots, stats
+from pxp.core import io
+from . import plots, stats
 
 AXIS = {"position_split": "Object position", "viewpoint_grid": "Camera viewpoint",
         "distractors": "Visual clutter", "data_efficiency": "Demo count"}
@@ -193,7 +194,7 @@ def write_report(run_dir: Path, ctx=None) -> Path:
 def _heatmap_strips(run_dir: Path, spec: dict, device: str) -> None:
     """The strips render scenes and run policies: in a worker process, so that a crash there (a
     segfaulting renderer) costs the strips, never the report or the main process."""
-    from .pool import run_tasks
+    from pxp.core.pool import run_tasks
 
     for r in run_tasks(_strips_task, [(run_dir, spec, device)], workers=2, retries=0, timeout=1800):
         if not r.ok:  # the strips are extra: never lose the report over them
@@ -366,7 +367,7 @@ def _init_label(spec: dict, pol: str) -> str:
 
 
 def _evaluator_section(ctx, cfg: dict, summary: dict) -> str:
-    from .plugins import get_registry
+    from pxp.core.plugins import get_registry
 
     registry = ctx.registry if ctx is not None else get_registry()  # write_report(run_dir) alone has them too
     try:
