@@ -73,7 +73,7 @@ def _load(spec_path, sets=(), smoke=False):
 @click.group(cls=PxpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pxp", prog_name="pxp")
 def cli():
-    """pxp: pixel-aligned (PARA) vs coordinate-regression (ACT) policies under distribution shift."""
+    """pxp: compare robot policies' action heads under distribution shift, end to end in simulation."""
 
 
 @cli.command("list-plugins")
@@ -170,47 +170,17 @@ def _require_ray() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 def eval_(run_dir, episodes, sets, workers, device):
     """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
-    from pxp.experiment.evaluation import evaluate_run
+    from .runner import evaluate_run
 
     results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True)
     click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 
-def _floats(text: str) -> tuple:
+def floats(text: str) -> tuple:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--points", type=click.IntRange(min=2), default=9, show_default=True, help="Positions per axis line.")
-@click.option("--thetas", default="0,5,10,15,20,25", show_default=True, help="Camera tilts θ (degrees).")
-@click.option("--phis", default="0,90,180,270", show_default=True, help="Camera directions φ (degrees) for θ > 0.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--force", is_flag=True, help="Probe again even if probe.json is up to date.")
-@click.option("--report", "rewrite_report", is_flag=True, help="Rewrite report.md/html with the probe section.")
-def probe(run_dir, points, thetas, phis, device, force, rewrite_report):
-    """Does each policy's grasp target follow the object? (no rollout; see docs/evaluation.md)"""
-    from pxp.experiment.probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
-    from .runner import resolve_device
-
-    settings = ProbeSettings(points=points, thetas=_floats(thetas), phis=_floats(phis), seed=read_spec_seed(run_dir))
-    path = run_probe(run_dir, device=resolve_device(device), settings=settings, force=force,
-                     log=lambda m: err_console.print(m, highlight=False))
-    data = json.loads(path.read_text())
-    table = Table(title="median grasp target error, xy cm (to the expert's grasp point; in brackets: to the nearest rim side)")
-    for col in ("policy", "axis", "n", "in training range", "outside", "max"):
-        table.add_column(col)
-    for row in summary_rows(data):
-        table.add_row(*map(str, row))
-    Console().print(table)
-    if rewrite_report:
-        from pxp.experiment.report import write_report
-
-        write_report(run_dir)
-    click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")
 
 
 def _add_plugin_commands() -> None:

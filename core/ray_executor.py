@@ -15,7 +15,7 @@ spec; imported only then (``pip install "pxp[ray]"``). What it keeps from the lo
 
 Files cross the network as bytes, never as paths a worker may not see: evaluation checkpoints are shipped to
 each node once (a node-local cache keyed by content), videos written by episodes come back as bytes and are
-written by the driver. Training (:func:`train_remotely`) runs in place when the worker sees the run directory
+written by the driver. Training (:func:`train_remotely`) runs where it is when the worker sees the run directory
 (a shared file system: the driver's token file is readable there), and otherwise ships the dataset and any
 checkpoint to resume from, and ships the checkpoint back. See docs/scaling.md.
 """
@@ -334,7 +334,7 @@ class TrainingUnit:
 def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
     """Train one policy as a Ray task (a GPU each when the device is CUDA); returns its summary.
 
-    In place when the worker sees the run directory; otherwise the driver ships the dataset and the
+    Where it is when the worker sees the run directory; otherwise the driver ships the dataset and the
     checkpoint to resume from, and writes the checkpoint the worker ships back.
     """
     cuda = str(ctx.device).startswith("cuda")

@@ -35,7 +35,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = ["DatasetError", "DemoWriter", "DemoFile", "DemoDataset", "open_dataset", "normalize_image",
-           "height_bin_index", "height_bin_centers", "select_demos", "gripper_labels", "partial_path", "FrameCache",
+           "select_demos", "gripper_labels", "partial_path", "FrameCache",
            "loader_workers", "FORMAT", "FORMAT_VERSION"]
 
 
@@ -384,27 +384,6 @@ def normalize_image(image):
     return (x - mean) / std
 
 
-def height_bin_index(z, n_bins: int, z_range: tuple[float, float]):
-    """Index of the height bin holding ``z`` (numpy or torch): ``n_bins`` equal bins over
-    ``[z_min, z_max]``; heights outside the range go to the first / last bin.
-
-    The one definition of the bin layout: labels (here) and PARA's decoding (pxp.experiment.policy) share it.
-    """
-    z0, z1 = float(z_range[0]), float(z_range[1])
-    if n_bins < 1 or not z1 > z0:
-        raise ValueError(f"need n_bins >= 1 and z_max > z_min, got {n_bins}, {z_range}")
-    if hasattr(z, "floor") and not isinstance(z, np.ndarray):  # a torch tensor: stay on its device
-        return ((z - z0) * (n_bins / (z1 - z0))).floor().long().clamp(0, n_bins - 1)
-    idx = np.floor((np.asarray(z, dtype=np.float64) - z0) * (n_bins / (z1 - z0)))
-    return np.clip(idx, 0, n_bins - 1).astype(np.int64)
-
-
-def height_bin_centers(n_bins: int, z_range: tuple[float, float]) -> np.ndarray:
-    """The height each bin stands for (its centre); inverse of :func:`height_bin_index` up to binning."""
-    z0, z1 = float(z_range[0]), float(z_range[1])
-    return z0 + (np.arange(n_bins) + 0.5) * (z1 - z0) / n_bins
-
-
 def gripper_labels(commands) -> np.ndarray:
     """Per-frame gripper labels (0/1) from the per-step commands (``actions[t, 3]`` = command executed
     from frame t to t+1): frame t's label is the command of the step that ARRIVED at it,
@@ -441,7 +420,7 @@ class DemoDataset:
 
     A sample is the batch entry of docs/architecture.md: ``image`` at t; ``eef_pos``, ``eef_pixel``,
     ``gripper`` at t; ``target_pos`` / ``target_pixel`` / ``target_gripper`` at t+s, …, t+T·s (clamped
-    to the demo's last frame), plus ``target_height_bin`` (T,) when ``height_bins=(n, z_min, z_max)``.
+    to the demo's last frame).
     ``target_gripper`` is the gripper label of those frames (:func:`gripper_labels`), 0 or 1.
 
     ``count``/``seed`` pick a demo subset with :func:`select_demos`; ``demos`` picks explicit
@@ -459,11 +438,11 @@ class DemoDataset:
     """
 
     def __init__(self, path: Path | str, horizon: int, stride: int = 1, *, count: int | None = None, seed: int = 0,
-                 demos: Sequence[int] | None = None, height_bins: tuple[int, float, float] | None = None,
+                 demos: Sequence[int] | None = None,
                  preload: bool | None = None, preload_limit_gb: float = 2.0, frames: str | None = None):
         if horizon < 1 or stride < 1:
             raise ValueError(f"horizon and stride must be >= 1, got {horizon}, {stride}")
-        self.path, self.horizon, self.stride, self.height_bins = Path(path), int(horizon), int(stride), height_bins
+        self.path, self.horizon, self.stride = Path(path), int(horizon), int(stride)
         with open_dataset(self.path) as f:
             self.attrs, self.n_failed = f.attrs, len(f.failed)
             chosen = select_demos(len(f), count, seed) if demos is None else np.asarray(demos, dtype=np.int64)
@@ -510,9 +489,6 @@ class DemoDataset:
                   "eef_pos": low["eef_pos"][t], "eef_pixel": low["eef_pixel"][t], "gripper": low["gripper"][t],
                   "target_pos": low["eef_pos"][fut], "target_pixel": low["eef_pixel"][fut],
                   "target_gripper": low["grip_cmd"][fut], "K": low["K"], "extrinsics": low["extrinsics"]}
-        if self.height_bins is not None:
-            n, z0, z1 = self.height_bins
-            sample["target_height_bin"] = height_bin_index(low["eef_pos"][fut, 2], int(n), (z0, z1))
         return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in sample.items()}
 
     def _image(self, d: int, t: int) -> np.ndarray:

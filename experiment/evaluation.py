@@ -11,8 +11,6 @@ builds its scene and loads each policy once (``pool.worker_cache``) and never se
 from __future__ import annotations
 
 import abc
-
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pxp.core import io, pool
+from pxp.core.results import EPISODE_FIELDS, episode_pair_key, pair_key  # noqa: F401  (re-exported)
 from . import stats
 
-EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
-                  "error", "diagnostics", "video")
 BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": test and benchmark policies
 # Fault-injection policies (tests, and checking a setup's failure handling): each fails in predict.
 FAULT_POLICIES = ("crash", "hang", "segfault")
@@ -52,18 +49,12 @@ class EpisodeTask:
     trained_stride: int | None = None  # the policy's train.target_stride (the fallback)
     video_path: str | None = None  # record this episode to this mp4
     labels: dict = field(default_factory=dict)  # evaluator-specific (theta, phi, demos, init …)
+    plugins: Any = None  # the run's RegistryRecipe: the worker loads the same plugins (None: the installed ones)
 
     @property
     def key(self) -> str:
         """Identifies the episode within an evaluation (resume) and pairs policies (McNemar)."""
         return f"{self.policy}|{pair_key(self.cell, self.offset, self.view, self.seed)}"
-
-
-def pair_key(cell, offset, view, seed) -> str:
-    """Two policies' episodes are paired when cell, offset, view and seed all agree."""
-    off = ",".join(f"{float(x):.4f}" for x in offset)
-    v = "default" if view is None else ",".join(f"{float(x):.3f}" for x in view)
-    return f"{cell}|{off}|{v}|{int(seed)}"
 
 
 # ----------------------------------------------------------------------------- the worker side
@@ -74,8 +65,11 @@ def run_episode(task: EpisodeTask) -> dict:
 
     # The policy (torch, timm → triton) loads BEFORE the scene renders: importing triton after Mesa's
     # llvmpipe has created an EGL context segfaults (two LLVMs in one process; measured here).
-    policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task), slot="policy")
-    scene = pool.worker_cache(task.scene.model_dump_json(), lambda: _make_scene(task.scene), slot="scene")
+    from pxp.core.plugins import registry_from_recipe
+
+    registry = registry_from_recipe(task.plugins)
+    policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task, registry), slot="policy")
+    scene = pool.worker_cache(task.scene.model_dump_json(), lambda: registry.create("scenes", task.scene), slot="scene")
     pool.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
     if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
         policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
@@ -87,13 +81,7 @@ def run_episode(task: EpisodeTask) -> dict:
     return ep
 
 
-def _make_scene(config):
-    from pxp.core.plugins import create
-
-    return create("scenes", config)
-
-
-def _load_policy(task: EpisodeTask):
+def _load_policy(task: EpisodeTask, registry):
     if task.checkpoint.startswith(BUILTIN_PREFIX):
         from . import rollout
 
@@ -101,7 +89,7 @@ def _load_policy(task: EpisodeTask):
         return FaultPolicy(name) if name in FAULT_POLICIES else rollout.builtin_policy(name)
     from .policy import load_policy
 
-    return load_policy(task.checkpoint, task.device)
+    return load_policy(task.checkpoint, task.device, registry=registry)
 
 
 class FaultPolicy:
@@ -216,13 +204,9 @@ def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = ()) -> di
         entry["failures"] = _failure_counts(eps)
         entry["groups"] = {g: _grouped(eps, g) for g in group_by}
         summary["policies"][name] = entry
-    paired = {name: {_pair_of(e): e["outcome"] for e in eps} for name, eps in by_policy.items()}
+    paired = {name: {episode_pair_key(e): e["outcome"] for e in eps} for name, eps in by_policy.items()}
     summary["paired"] = stats.all_paired_tests(paired)
     return summary
-
-
-def _pair_of(ep: dict) -> str:
-    return pair_key(ep.get("cell"), ep.get("offset") or (0, 0), ep.get("view"), ep.get("seed", 0))
 
 
 def label_of(ep: dict, name: str):
@@ -261,30 +245,6 @@ def _failure_counts(eps: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------- markdown
-
-def pct(rate: dict) -> str:
-    """'54% [44, 63] (n=100)' — a rate never appears without its interval."""
-    if not rate.get("n"):
-        return "– (n=0)"
-    lo, hi = rate["ci"]
-    return f"{100 * rate['rate']:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] (n={rate['n']})"
-
-
-def weighted_str(w: dict) -> str:
-    if not w.get("n") or w["score"] is None or math.isnan(w["score"]):
-        return "–"
-    lo, hi = w["ci"]
-    return f"{100 * w['score']:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
-
-
-def policy_table(summary: dict) -> str:
-    rows = ["| policy | PLACE | GRASP (lifted, not placed) | weighted | P / G / M | errors |", "|---|---|---|---|---|---|"]
-    for name, s in summary.get("policies", {}).items():
-        c = s["counts"]
-        rows.append(f"| {name} | {pct(s['place'])} | {pct(s['grasp'])} | {weighted_str(s['weighted'])} | "
-                    f"{c['PLACE']} / {c['GRASP']} / {c['MISS']} | {s['errors']} |")
-    return "\n".join(rows)
-
 
 def paired_table(summary: dict) -> str:
     tests = summary.get("paired") or []
@@ -439,7 +399,8 @@ class Evaluator(abc.ABC):
         defaults = dict(evaluation=self.name(ctx), evaluator=cfg.type, policy=policy,
                         checkpoint=str(ctx.checkpoint_dir(policy)), scene=scene, device=str(ctx.device),
                         max_steps=cfg.max_steps, replan_every=cfg.replan_every,
-                        steps_per_target=cfg.steps_per_target, trained_stride=_target_stride(ctx, policy))
+                        steps_per_target=cfg.steps_per_target, trained_stride=_target_stride(ctx, policy),
+                        plugins=_recipe(ctx))
         return EpisodeTask(**{**defaults, **kw})
 
     def with_videos(self, ctx, tasks: list[EpisodeTask]) -> list[EpisodeTask]:
@@ -455,6 +416,11 @@ class Evaluator(abc.ABC):
             seen[t.policy] = k + 1
             out.append(t)
         return out
+
+
+def _recipe(ctx):
+    registry = getattr(ctx, "registry", None)
+    return getattr(registry, "recipe", None)
 
 
 def _time_limit(config) -> float | None:
@@ -477,71 +443,3 @@ def _target_stride(ctx, policy: str) -> int | None:
 
 def _replace(task: EpisodeTask, **kw) -> EpisodeTask:
     return EpisodeTask(**{**{f: getattr(task, f) for f in task.__dataclass_fields__}, **kw})
-
-
-# ----------------------------------------------------------------------------- results.json
-
-def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Path:
-    """Write ``run_dir/results.json`` atomically (temp file + os.replace): see docs/evaluation.md."""
-    path = Path(run_dir) / "results.json"
-    io.write_json(path, {**extra, "episodes": [public_episode(e) for e in episodes], "summaries": summaries})
-    return path
-
-
-def public_episode(ep: dict) -> dict:
-    """The documented episode fields first, then anything extra (labels, key)."""
-    return {**{k: ep.get(k) for k in EPISODE_FIELDS}, **{k: v for k, v in ep.items() if k not in EPISODE_FIELDS}}
-
-
-def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | None = None, registry=None,
-                 sets=(), device: str | None = None, report: bool = False) -> Path:
-    """Re-evaluate a finished run's saved checkpoints and rewrite results.json (``pxp eval RUN_DIR``).
-
-    ``episodes_override`` sets every evaluation's ``episodes_per_position`` (e.g. more episodes for
-    tighter intervals) and ``sets`` are ``key=value`` overrides of the resolved spec; the evaluations
-    always re-run (``force``), datasets and training are untouched; ``report`` rewrites the report too.
-    """
-    from pxp.core.errors import PxpError
-    from pxp.core.runner import Runner
-    from pxp.core.spec import apply_overrides, parse_yaml, validate_spec
-
-    run_dir = Path(run_dir)
-    spec_path = run_dir / "spec.resolved.yaml"
-    if not spec_path.exists():
-        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
-    raw = apply_overrides(parse_yaml(spec_path), sets)
-    if episodes_override is not None:
-        for cfg in (raw.get("evaluations") or {}).values():
-            cfg["episodes_per_position"] = int(episodes_override)
-    spec = validate_spec(raw, registry, source=str(spec_path))
-    _check_checkpoints_match(spec, run_dir, spec_path)
-    stages = ("evaluation", "report") if report else ("evaluation",)
-    Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
-    return run_dir / "results.json"
-
-
-def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
-    """``pxp eval`` evaluates the checkpoints as trained: a resolved spec whose backbone or head was
-    edited afterwards would be reported under a config the weights never had."""
-    from pxp.core.errors import SpecError
-    from .policy import read_marker
-
-    problems = []
-    for name, pol in spec.policies.items():
-        marker = read_marker(run_dir / "checkpoints" / name)
-        trained = (marker or {}).get("policy") or {}
-        for part in ("backbone", "head"):
-            now = getattr(pol, part).model_dump(mode="json")
-            if part in trained and _differs(trained[part], now, part):
-                changed = sorted(k for k in set(now) | set(trained[part]) if now.get(k) != trained[part].get(k))
-                problems.append((f"policies.{name}.{part}",
-                                 f"{', '.join(changed)} differ from the checkpoint in checkpoints/{name}; "
-                                 f"undo the edit, or run `pxp run` to train this config"))
-    if problems:
-        raise SpecError(problems, source=str(spec_path))
-
-
-def _differs(trained: dict, now: dict, part: str) -> bool:
-    if part == "backbone":  # evaluation loads the trained tensors, never the pretrained weights file
-        trained, now = {k: v for k, v in trained.items() if k != "weights"}, {k: v for k, v in now.items() if k != "weights"}
-    return trained != now

@@ -1,14 +1,11 @@
-"""Heatmap strips for reports: what each policy predicts on training and out-of-distribution frames.
+"""Prediction strips for reports: what each policy predicts on training and out-of-distribution frames.
 
 One PNG per (evaluation, policy), ``plots/<evaluation>_<policy>_heatmaps.png`` (the report embeds
 ``plots/<evaluation>_*_heatmaps*.png``). Each row is one frame: the input image with the current
-end-effector pixel (green dot), then one panel per future step t+1 … t+T:
-
-- PARA (volume heads): the step's probability map — softmax over the (height bin × pixel) volume,
-  summed over height bins (:meth:`pxp.experiment.policy.Policy.heatmaps`) — overlaid on the image, with its
-  peak probability in the corner;
-- ACT (regression heads): the image with the step's predicted point (red dot; world xyz projected
-  with the frame's camera, or the image-space track for ``space: image``).
+end-effector pixel (green dot), then one panel per future step t+1 … t+T, drawn by the head's own
+figure (``head.figure``, :class:`pxp.core.contracts.PredictionFigure`): a volume head overlays its
+probability map, a point head marks its predicted point. A head without a figure gets
+:class:`PointFigure` (the predicted pixel as a red dot), titled with its type.
 
 Rows labelled ``train`` are frames from the policy's training demos (start and middle of demos;
 a white ring marks the demo's true future end-effector pixel); ``OOD`` rows are the first frames of
@@ -36,22 +33,67 @@ TITLE_H = 34
 HEADER_H = 18
 N_TRAIN = 3  # training-distribution rows
 N_OOD = 3  # out-of-distribution rows (first frames of evaluation episodes)
-FLAT = 20.0  # heatmap colours saturate at the peak, or at FLAT x the uniform probability if that is higher
 
 GREEN, RED, WHITE, BG = (40, 220, 60), (235, 40, 40), (255, 255, 255), (250, 250, 250)
+
+
+# ---------------------------------------------------------------- the default figure
+
+class PointFigure:
+    """The head's predicted pixel for each future step as a red dot (world xyz projected with the frame's
+    camera, or an image-space track). Heads that predict points use it (with their own ``title``)."""
+
+    legend = "red: predicted point, projected with the camera"
+
+    def __init__(self, title: str = "points"):
+        self.title = title
+
+    def predict(self, policy, frame: dict) -> dict:
+        state = {k: frame[k] for k in ("eef_pos", "eef_pixel", "gripper")}
+        _, dec = policy.infer(frame["image"], state, frame["camera"])
+        return {"pixel": dec["pixel"][0]}
+
+    def panel(self, base, row: dict, k: int, font, scale):
+        from PIL import ImageDraw
+
+        p = base.copy()
+        draw_dot(ImageDraw.Draw(p), scale(row["pixel"][k]), RED, r=5)
+        return p
+
+
+def figure_of(policy):
+    """The head's figure, else the default point figure titled with the head's type."""
+    figure = getattr(policy.head, "figure", None)
+    return figure if figure is not None else PointFigure((policy.config.get("head") or {}).get("type", "head"))
+
+
+def draw_dot(draw, xy, colour, r=4, ring=False) -> None:
+    """A dot (or a ring) at panel coordinates ``xy``; nothing for a missing or non-finite point."""
+    if xy is None or not np.all(np.isfinite(xy)):
+        return
+    x, y = xy
+    box = (x - r, y - r, x + r, y + r)
+    if ring:
+        draw.ellipse(box, outline=colour, width=2)
+    else:
+        draw.ellipse(box, fill=colour, outline=(0, 0, 0))
 
 
 # ---------------------------------------------------------------- entry point
 
 def write_strips(run_dir: Path, spec_dict: dict, device="cpu", *, n_train: int = N_TRAIN, n_ood: int = N_OOD,
-                 log=None) -> list[Path]:
+                 log=None, registry=None) -> list[Path]:
     """Write the strips for every (evaluation, policy) of a run; returns the PNGs written.
 
     ``spec_dict`` is the resolved spec as a dict (``spec.resolved.yaml``). Checkpoints are read from
     ``run_dir/checkpoints/<policy>``, datasets from ``run_dir/data/<name>.hdf5`` and episodes from
     ``run_dir/results.json``. A policy that fails (no checkpoint, missing dataset, …) is logged via
-    ``log`` (default: stderr) and skipped.
+    ``log`` (default: stderr) and skipped. ``registry``: whose plugins load the policies and the scene.
     """
+    if registry is None:
+        from pxp.core.plugins import get_registry
+
+        registry = get_registry()
     run_dir = Path(run_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr))
     policies = spec_dict.get("policies") or {}
@@ -66,12 +108,12 @@ def write_strips(run_dir: Path, spec_dict: dict, device="cpu", *, n_train: int =
     episodes = results.get("episodes") or []
     written: list[Path] = []
     for ev_name, names in work.items():
-        frames = _OodFrames(spec_dict, spec_dict["evaluations"][ev_name] or {})
+        frames = _OodFrames(spec_dict, spec_dict["evaluations"][ev_name] or {}, registry)
         try:
             for pol, ran in names.items():
                 try:
                     eps = [e for e in episodes if e.get("evaluation") == ev_name and e.get("policy") == ran]
-                    path = _strip(run_dir, spec_dict, ev_name, pol, eps, frames, device, n_train, n_ood, log)
+                    path = _strip(run_dir, spec_dict, ev_name, pol, eps, frames, device, n_train, n_ood, log, registry)
                     if path is not None:
                         written.append(path)
                 except Exception as exc:  # one policy must not take the report down
@@ -112,13 +154,13 @@ def _expand(names, groups: dict) -> list[str]:
 
 # ---------------------------------------------------------------- one strip
 
-def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log) -> Path | None:
+def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log, registry) -> Path | None:
     from .policy import load_policy, read_marker
 
     ckpt = run_dir / "checkpoints" / pol
-    policy = load_policy(ckpt, device=device)
+    policy = load_policy(ckpt, device=device, registry=registry)
     marker = read_marker(ckpt) or {}
-    volume = getattr(policy.head, "output_kind", None) == "volume"
+    figure = figure_of(policy)
     stride = int(policy.target_stride or 1)
     rows = []
     try:
@@ -127,36 +169,24 @@ def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log
         log(f"heatmaps: {ev_name}/{pol}: no training frames ({type(exc).__name__}: {exc})")
         train_frames = []
     for frame in train_frames:
-        rows.append(_row(policy, volume, frame))
+        rows.append({**frame, **figure.predict(policy, frame)})
     try:
         ood_frames = frames.get(eps, n_ood)
     except Exception as exc:  # no scene here: keep the training rows
         log(f"heatmaps: {ev_name}/{pol}: no OOD frames ({type(exc).__name__}: {exc})")
         ood_frames = []
     for frame in ood_frames:
-        rows.append(_row(policy, volume, frame))
+        rows.append({**frame, **figure.predict(policy, frame)})
     if not rows:
         log(f"heatmaps: {ev_name}/{pol}: no frames to draw")
         return None
-    family = "PARA" if volume else "ACT"
-    title = f"{ev_name} - {pol} ({family}, step {policy.step})"
-    legend = ("heatmap: softmax over pixel x height bin, summed over bins" if volume
-              else "red: predicted point, projected with the camera") + "; white ring: the demo's true future eef"
-    image = _compose(rows, policy.horizon, title, legend)
+    title = f"{ev_name} - {pol} ({figure.title}, step {policy.step})"
+    legend = figure.legend + "; white ring: the demo's true future eef"
+    image = _compose(rows, policy.horizon, title, legend, figure)
     path = run_dir / "plots" / f"{ev_name}_{pol}_heatmaps.png"
     with io.atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return path
-
-
-def _row(policy, volume: bool, frame: dict) -> dict:
-    state = {k: frame[k] for k in ("eef_pos", "eef_pixel", "gripper")}
-    cam = frame["camera"]
-    out, dec = policy.infer(frame["image"], state, cam)
-    row = {**frame, "pixel": dec["pixel"][0]}
-    if volume:
-        row["heatmaps"] = policy.heatmaps(frame["image"], state, cam)
-    return row
 
 
 # ---------------------------------------------------------------- frames
@@ -196,8 +226,8 @@ class _OodFrames:
     """First frames of an evaluation's episodes, rendered once per (offset, view, seed) and shared by
     all of its policies (they ran on the same positions). The scene is built on first use."""
 
-    def __init__(self, spec: dict, ev_cfg: dict):
-        self.spec, self.ev_cfg = spec, ev_cfg
+    def __init__(self, spec: dict, ev_cfg: dict, registry):
+        self.spec, self.ev_cfg, self.registry = spec, ev_cfg, registry
         self.scene, self.cache, self.error, self.shared = None, {}, None, False
 
     def get(self, eps: list, n: int) -> list[dict]:
@@ -226,12 +256,11 @@ class _OodFrames:
         if self.error is not None:  # tried once for this evaluation: do not rebuild for every policy
             raise self.error
         if self.scene is None:
-            from pxp.core.plugins import create, get_registry
-
+            create = self.registry.create
             try:
                 base = dict(self.spec.get("scene") or {})
                 merged = {**base, **(self.ev_cfg.get("scene") or {})}
-                model = get_registry().get("scenes", merged["type"]).config_model.model_validate(merged)
+                model = self.registry.get("scenes", merged["type"]).config_model.model_validate(merged)
                 if pool.keeping_inline_cache():  # the run's scene (same config) is reused, and closed by the run
                     self.scene = pool.worker_cache(model.model_dump_json(), lambda: create("scenes", model), slot="scene")
                     self.shared = True
@@ -286,7 +315,7 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _compose(rows: list[dict], horizon: int, title: str, legend: str = ""):
+def _compose(rows: list[dict], horizon: int, title: str, legend: str = "", figure=None):
     from PIL import Image, ImageDraw
 
     H, W = rows[0]["image"].shape[:2]
@@ -306,7 +335,7 @@ def _compose(rows: list[dict], horizon: int, title: str, legend: str = ""):
         draw.text((GAP, y + 4), row["kind"], fill=(0, 0, 0) if row["kind"] == "train" else (170, 20, 20), font=big)
         for i, line in enumerate(_wrap(row.get("label", ""), 16)):
             draw.text((GAP, y + 24 + 13 * i), line, fill=(70, 70, 70), font=small)
-        for c, panel in enumerate(_panels(row, horizon, (PANEL, ph), small)):
+        for c, panel in enumerate(_panels(row, horizon, (PANEL, ph), small, figure or PointFigure())):
             canvas.paste(panel, (LABEL_W + c * (PANEL + GAP), y))
     return canvas
 
@@ -322,7 +351,7 @@ def _wrap(text: str, n: int) -> list[str]:
     return lines + ([cur] if cur else [])
 
 
-def _panels(row: dict, horizon: int, size: tuple[int, int], font) -> list:
+def _panels(row: dict, horizon: int, size: tuple[int, int], font, figure) -> list:
     from PIL import Image, ImageDraw
 
     img = np.asarray(row["image"], dtype=np.uint8)
@@ -331,68 +360,17 @@ def _panels(row: dict, horizon: int, size: tuple[int, int], font) -> list:
     base = Image.fromarray(img).resize(size, Image.BILINEAR)
 
     def scale(uv):
-        return float(uv[0]) * sx, float(uv[1]) * sy
-
-    def dot(d, uv, colour, r=4, ring=False):
-        if uv is None or not np.all(np.isfinite(uv)):
-            return
-        x, y = scale(uv)
-        box = (x - r, y - r, x + r, y + r)
-        if ring:
-            d.ellipse(box, outline=colour, width=2)
-        else:
-            d.ellipse(box, fill=colour, outline=(0, 0, 0))
+        return None if uv is None else (float(uv[0]) * sx, float(uv[1]) * sy)
 
     first = base.copy()
-    dot(ImageDraw.Draw(first), row["eef_pixel"], GREEN)
+    draw_dot(ImageDraw.Draw(first), scale(row["eef_pixel"]), GREEN)
     panels = [first]
     truth = row.get("truth")
     for k in range(horizon):
-        if "heatmaps" in row:
-            hm = np.asarray(row["heatmaps"][k], dtype=np.float64)
-            p = _overlay(base, hm, size)
-            d = ImageDraw.Draw(p)
-            d.rectangle((0, 0, 92, 13), fill=(0, 0, 0))
-            d.text((2, 1), f"peak {100 * hm.max():.1f}% ({hm.max() * hm.size:.0f}x unif.)", fill=WHITE, font=font)
-        else:
-            p = base.copy()
-            d = ImageDraw.Draw(p)
-            dot(d, row["pixel"][k], RED, r=5)
+        p = figure.panel(base, row, k, font, scale)
+        d = ImageDraw.Draw(p)
         if truth is not None:
-            dot(d, truth[k], WHITE, r=6, ring=True)
-        dot(d, row["eef_pixel"], GREEN, r=2)
+            draw_dot(d, scale(truth[k]), WHITE, r=6, ring=True)
+        draw_dot(d, scale(row["eef_pixel"]), GREEN, r=2)
         panels.append(p)
     return panels
-
-
-def _overlay(base, hm: np.ndarray, size: tuple[int, int]):
-    """The heatmap in the 'inferno' colours over a dimmed image."""
-    from PIL import Image
-
-    # Normalised to the peak, but never below FLAT x the uniform level: a flat (untrained or lost)
-    # map stays faint instead of being stretched into a full-intensity haze.
-    v = hm / max(float(hm.max()), FLAT / hm.size, 1e-12)
-    v_img = Image.fromarray((v * 255).astype(np.uint8)).resize(size, Image.BILINEAR)
-    a = np.asarray(v_img, dtype=np.float64)[..., None] / 255.0
-    colours = _lut()[np.asarray(v_img)]
-    img = np.asarray(base, dtype=np.float64) * 0.6  # dimmed, so low probability reads dark
-    alpha = np.clip(a ** 0.6 * 0.9, 0, 1)
-    out = img * (1 - alpha) + colours * alpha
-    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
-
-
-_LUT = None
-
-
-def _lut() -> np.ndarray:
-    """256 × 3 'inferno' colours (matplotlib's, read without pyplot)."""
-    global _LUT
-    if _LUT is None:
-        try:
-            from matplotlib import colormaps
-
-            _LUT = (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float64)
-        except Exception:  # no matplotlib: black → red → yellow → white
-            x = np.linspace(0, 1, 256)[:, None]
-            _LUT = np.clip(np.concatenate([3 * x, 3 * x - 1, 3 * x - 2], axis=1), 0, 1) * 255
-    return _LUT

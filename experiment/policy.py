@@ -1,7 +1,6 @@
 """A policy = backbone + head, the one ``predict`` call rollouts use, and its checkpoints.
 
-torch is imported inside functions only, so ``pxp.experiment.policy`` (and the plugins that import its
-height-bin helpers) stay cheap to import.
+torch is imported inside functions only, so ``pxp.experiment.policy`` stays cheap to import.
 
 Checkpoint directory layout (written by :func:`write_checkpoint`)::
 
@@ -33,12 +32,6 @@ FORMAT = "pxp-policy/1"
 
 class CheckpointError(PxpError):
     """No complete, verified checkpoint where one was expected."""
-
-
-# ---------------------------------------------------------------- height bins (shared with the data loader)
-
-# The bin layout is defined once, in the data module; re-exported here for heads and decoding.
-from .data import height_bin_centers, height_bin_index  # noqa: E402,F401
 
 
 def image_uv(batch: dict, key: str):
@@ -130,21 +123,6 @@ class Policy:
         finally:
             self.net.train(was_training)
 
-    def heatmaps(self, image, state: dict, camera: Camera) -> np.ndarray:
-        """Volume heads: (T, h, w) per-step probability maps over the heatmap grid — the softmax over
-        the whole (height bin × pixel) volume, summed over height bins (each map sums to 1).
-        Regression heads have no heatmap: TypeError."""
-        import torch
-
-        if getattr(self.head, "output_kind", None) != "volume":
-            raise TypeError(f"{type(self.head).__name__} is a {getattr(self.head, 'output_kind', '?')!r} head: "
-                            "it predicts points, not heatmaps (use infer()/predict())")
-        out, _ = self.infer(image, state, camera)
-        logits = out["logits"][0].float()  # (T, N, h, w)
-        T, N, h, w = logits.shape
-        prob = torch.softmax(logits.reshape(T, -1), dim=-1).reshape(T, N, h, w).sum(dim=1)
-        return prob.cpu().numpy()
-
     def state_dict(self) -> dict:
         return self.net.state_dict()
 
@@ -233,39 +211,33 @@ def read_checkpoint(directory, map_location="cpu", with_train_state: bool = Fals
     return marker, model, train
 
 
-def _registry_create():
-    from pxp.core.plugins import create
-
-    return create
-
-
-def _config_from_dict(kind: str, data: dict):
-    from pxp.core.plugins import get_registry
-
-    return get_registry().get(kind, data["type"]).config_model.model_validate(data)
-
-
-def _random_init(backbone: dict) -> dict:
+def _random_init(backbone: dict, registry) -> dict:
     """The backbone config with ``weights: random`` (when it has a weights field): a checkpoint holds
     the trained tensors, and the original weights file or download need not exist where it is loaded."""
-    from pxp.core.plugins import get_registry
-
-    model = get_registry().get("backbones", backbone["type"]).config_model
+    model = registry.get("backbones", backbone["type"]).config_model
     return {**backbone, "weights": "random"} if "weights" in model.model_fields else backbone
 
 
-def load_policy(checkpoint_dir, device="cpu", create=None) -> Policy:
+def load_policy(checkpoint_dir, device="cpu", create=None, registry=None) -> Policy:
     """Rebuild a trained policy from its checkpoint directory (what evaluation calls).
 
     The backbone is built without its pretrained weights file (the checkpoint holds the trained
     tensors, and the file need not exist where evaluation runs); ``weights_info`` is restored from
-    the marker so reports still state where the weights came from.
+    the marker so reports still state where the weights came from. ``registry``: whose plugins build
+    it (default: the process-wide one).
     """
+    from pxp.core.plugins import get_registry
+
+    registry = registry if registry is not None else get_registry()
     marker, state, _ = read_checkpoint(checkpoint_dir, map_location="cpu")
     cfg = marker["policy"]
-    backbone_cfg = _config_from_dict("backbones", _random_init(cfg["backbone"]))
-    head_cfg = _config_from_dict("heads", cfg["head"])
-    policy = build_policy(backbone_cfg, head_cfg, create or _registry_create(), device="cpu")
+
+    def config(kind: str, data: dict):
+        return registry.get(kind, data["type"]).config_model.model_validate(data)
+
+    backbone_cfg = config("backbones", _random_init(cfg["backbone"], registry))
+    head_cfg = config("heads", cfg["head"])
+    policy = build_policy(backbone_cfg, head_cfg, create or registry.create, device="cpu")
     policy.config = cfg
     policy.load_state_dict(state)
     if "weights_info" in marker:

@@ -140,7 +140,7 @@ def _sample(name: str, pt: ProbePoint, targets: np.ndarray, grasps: np.ndarray, 
 # ---------------------------------------------------------------- a run directory
 
 def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = None, force: bool = False,
-              log=None) -> Path:
+              log=None, registry=None) -> Path:
     """Probe every trained policy of a run; write ``probe/probe.json`` and the plots. Cached: nothing is
     redone when the checkpoints, the scene and the settings are unchanged (``force`` redoes it)."""
     run_dir = Path(run_dir)
@@ -151,7 +151,8 @@ def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = 
         raise PxpError(f"{run_dir}: no trained policy to probe (no complete checkpoint under "
                        f"{run_dir / 'checkpoints'}/<policy>); run `pxp run SPEC` first")
     settings = settings or ProbeSettings(seed=int(spec.get("seed") or 0))
-    scene_cfg = _scene_config(spec)
+    registry = registry if registry is not None else _default_registry()
+    scene_cfg = _scene_config(spec, registry)
     key = io.config_hash(FORMAT, asdict(settings), scene_cfg, {n: _checkpoint_id(p) for n, p in checkpoints.items()})
     path = run_dir / "probe" / "probe.json"
     old = io.read_json(path)
@@ -159,7 +160,7 @@ def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = 
         log(f"probe: up to date ({path})")
         write_plots(run_dir, old)
         return path
-    data = _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log)
+    data = _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, registry)
     data["key"] = key
     io.write_json(path, data)
     write_plots(run_dir, data)
@@ -186,13 +187,17 @@ def _read_spec(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def _scene_config(spec: dict):
+def _default_registry():
     from pxp.core.plugins import get_registry
 
+    return get_registry()
+
+
+def _scene_config(spec: dict, registry):
     raw = dict(spec.get("scene") or {})
     if "type" not in raw:
         raise PxpError("spec.resolved.yaml: scene.type is missing")
-    return get_registry().get("scenes", raw["type"]).config_model.model_validate(raw)
+    return registry.get("scenes", raw["type"]).config_model.model_validate(raw)
 
 
 def _checkpoint_id(ckpt: Path) -> dict:
@@ -202,9 +207,8 @@ def _checkpoint_id(ckpt: Path) -> dict:
     return {"step": m.get("step"), "sha256": m.get("sha256")}
 
 
-def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log) -> dict:
+def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, registry) -> dict:
     from .evaluation import scene_workspace
-    from pxp.core.plugins import create
     from .policy import load_policy
 
     t0 = time.perf_counter()
@@ -212,7 +216,7 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log) -> 
     policies = {}
     for name, ckpt in checkpoints.items():
         try:
-            policies[name] = load_policy(ckpt, device=device)
+            policies[name] = load_policy(ckpt, device=device, registry=registry)
         except Exception as exc:  # one unreadable checkpoint must not hide the others
             log(f"probe: {name} skipped: {type(exc).__name__}: {exc}")
     if not policies:
@@ -220,7 +224,7 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log) -> 
     load_s = time.perf_counter() - t0
     points = sweep(scene_workspace(scene_cfg), getattr(scene_cfg, "offset", (0.0, 0.0)), settings)
     t0 = time.perf_counter()
-    scene = create("scenes", scene_cfg)
+    scene = registry.create("scenes", scene_cfg)
     try:
         build_s = time.perf_counter() - t0
         with _one_torch_thread(device):
@@ -360,7 +364,7 @@ def _cell(s: dict, prefix: str) -> str:
     return f"{s[prefix + 'median_cm']:.1f} ({s[prefix + 'median_any_cm']:.1f}), n={s[prefix + 'n']}"
 
 
-def ensure_probe(run_dir, device: str = "cpu", log=None) -> Path | None:
+def ensure_probe(run_dir, device: str = "cpu", log=None, registry=None) -> Path | None:
     """The report's call: probe a run that has trained policies, with the settings of an earlier probe
     (``pxp probe --points …``) or the defaults; cached like :func:`run_probe`. None: nothing to probe."""
     run_dir = Path(run_dir)
@@ -373,4 +377,4 @@ def ensure_probe(run_dir, device: str = "cpu", log=None) -> Path | None:
         s = old["settings"]
         settings = ProbeSettings(points=int(s["points"]), thetas=tuple(s["thetas"]), phis=tuple(s["phis"]),
                                  seed=int(s["seed"]))
-    return run_probe(run_dir, device=device, settings=settings, log=log)
+    return run_probe(run_dir, device=device, settings=settings, log=log, registry=registry)

@@ -139,3 +139,21 @@ def all_paired_tests(by_policy: dict[str, dict]) -> list[dict]:
         if t["pairs"]:
             tests.append({"a": pa, "b": pb, **t})
     return tests
+
+
+# ---------------------------------------------------------------- the one way a rate is written
+
+def pct(rate: dict) -> str:
+    """'54% [44–63] (n=100)' from a rate dict: a rate never appears without its interval and n."""
+    if not rate or not rate.get("n"):
+        return "n/a (n=0)"
+    lo, hi = rate["ci"]
+    return f"{100 * rate['rate']:.0f}% [{100 * lo:.0f}–{100 * hi:.0f}] (n={rate['n']})"
+
+
+def wpct(w: dict) -> str:
+    """'54% [44–63]' from a weighted-score dict."""
+    if not w or not w.get("n") or w.get("score") is None or math.isnan(w["score"]):
+        return "n/a"
+    lo, hi = w["ci"]
+    return f"{100 * w['score']:.0f}% [{100 * lo:.0f}–{100 * hi:.0f}]"

@@ -68,14 +68,14 @@ def preflight(spec, source: str | None = None) -> None:
             missing.setdefault(problem, []).append(name)
     if not missing:
         return
-    from pxp.plugins.backbones._weights import how_to
-
     names = [n for ns in missing.values() for n in ns]
-    model = getattr(spec.policies[names[0]].backbone, "model", "the backbone")
+    backbone = spec.policies[names[0]].backbone
+    how_to = getattr(backbone, "how_to_supply", None)  # the backbone plugin says how to get its weights
+    hint = how_to(names) if how_to else "supply the weights or set weights: random"
     why = "; ".join(f"{p} ({', '.join(ns)})" for p, ns in missing.items())
     raise SpecError([("policies.*.backbone.weights",
                       f"pretrained backbone weights cannot be obtained on this machine: {why}. To run, "
-                      f"{how_to(model, names)}")], source=source)
+                      f"{hint}")], source=source)
 
 
 def scene_workspace(policy_cfg, ctx):
@@ -355,24 +355,13 @@ def _group(names: list[str], depth: int = 2) -> str:
     return ", ".join(f"{k} ×{c}" for k, c in counts.items()) or "nothing"
 
 
-def _set_workspace(policy: Policy, workspace, log) -> dict | None:
-    """Regression heads normalise to a workspace box: the head config's own box, else the scene's
-    (``workspace``); never the training data's range. Stored in the marker (and as head buffers)."""
-    head = policy.head
-    if not hasattr(head, "set_workspace"):
-        return None
-    hcfg = policy.config.get("head") or {}
-    if hcfg.get("workspace_low") and hcfg.get("workspace_high"):
-        low, high, source = hcfg["workspace_low"], hcfg["workspace_high"], "head config"
-    elif workspace is not None:
-        low, high, source = workspace
-    else:
-        raise PxpError(f"{hcfg.get('type', 'head')}: no workspace box to normalise positions to — the scene "
-                       "provides no workspace_bounds(); set head.workspace_low and head.workspace_high")
-    head.set_workspace(low, high)
-    box = {"low": [round(float(v), 6) for v in low], "high": [round(float(v), 6) for v in high], "source": source}
-    log(f"workspace box from the {source}: low {box['low']}, high {box['high']} (the same for every split)")
-    return box
+def prepare_head(policy: Policy, workspace, log) -> dict | None:
+    """The head's one-time setup before training (:class:`pxp.core.contracts.HeadSetup`): e.g. a regression
+    head takes the scene's workspace box to normalise positions to. What it returns is kept in the marker."""
+    from pxp.core.contracts import HeadSetup
+
+    prepare = getattr(policy.head, "prepare", None)
+    return prepare(HeadSetup(workspace=workspace, log=log)) if prepare is not None else None
 
 
 # ---------------------------------------------------------------- the loop
@@ -444,7 +433,7 @@ def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log
           init_from=None, meta: dict | None = None, description: str = "train", workspace=None) -> dict:
     """Train ``policy`` with ``objective`` until ``tcfg.steps`` / ``tcfg.minutes`` (resuming from a
     checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps.
-    ``workspace``: (low, high, source) box for regression heads (see :func:`scene_workspace`)."""
+    ``workspace``: (low, high, source) box the head may use (see :func:`scene_workspace`, :func:`prepare_head`)."""
     with flush_denormals(policy.device.type == "cpu"):
         return _train(policy, objective, train_ds, holdout_ds, tcfg, out_dir, log=log, progress=progress,
                       init_from=init_from, meta=meta, description=description, workspace=workspace)
@@ -469,7 +458,7 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
         step, elapsed, epoch = 0, 0.0, 0
         io.keep_jsonl(metrics_path, lambda row: False)  # rows of a run killed before its first checkpoint
         meta["init_from"] = transfer_weights(policy, init_from, log) if init_from else None
-        meta["workspace"] = _set_workspace(policy, workspace, log)  # after init_from: the scene's box wins
+        meta["workspace"] = prepare_head(policy, workspace, log)  # after init_from: the scene's box wins
         scale = backbone_lr_scale(policy, tcfg)
         log(f"learning rates: head {tcfg.lr:.2e}, backbone {tcfg.lr * scale:.2e} (×{scale:g}); no weight decay "
             "on biases, norms, position embeddings, class/register tokens")

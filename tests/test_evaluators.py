@@ -8,8 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from pxp.core import runner
 from pxp.experiment import evaluation
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes, write_results
+from pxp.core.results import write_results
+from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes
 from pxp.testing import check_config_roundtrip, check_light_import, plugin_registry
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -285,7 +287,7 @@ def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, mon
     assert summary["extent"] == [[-0.32, 0.07], [-0.5, 0.1]] and len(summary["train_offsets"]) == 128
 
     # pxp eval RUN_DIR: the same checkpoints again, with more episodes per position.
-    evaluation.evaluate_run(tmp_path, episodes_override=2, workers=1, registry=registry)
+    runner.evaluate_run(tmp_path, episodes_override=2, workers=1, registry=registry)
     results = json.loads((tmp_path / "results.json").read_text())
     assert [(e["policy"], e["outcome"]) for e in results["episodes"]] == [
         ("para", "PLACE"), ("para", "PLACE"), ("act", "MISS"), ("act", "MISS")]

@@ -80,8 +80,16 @@ def _tiny_run(root, reg):
     return root
 
 
-def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
+def _cli():
     from pxp.core.cli import cli
+    from pxp.plugins.reports.probe import probe_command
+
+    cli.add_command(probe_command)  # what `pxp` does for every plugin's commands (main() → pxp_register_commands)
+    return cli
+
+
+def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
+    cli = _cli()
 
     run = _tiny_run(tmp_path, reg)
     res = CliRunner().invoke(cli, ["probe", str(run), "--points", "3", "--thetas", "0,25", "--phis", "90"])
@@ -114,7 +122,7 @@ def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
 
 
 def test_probe_command_without_policies_says_so(tmp_path):
-    from pxp.core.cli import cli
+    cli = _cli()
 
     (tmp_path / "spec.resolved.yaml").write_text(yaml.safe_dump({"name": "x", "scene": {"type": "libero_bowl_plate"}}))
     res = CliRunner().invoke(cli, ["probe", str(tmp_path)])

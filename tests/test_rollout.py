@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pxp.experiment.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
-from pxp.plugins.scenes.libero_expert import CLOSE_STEPS
+from pxp.plugins.scenes.libero.expert import CLOSE_STEPS
 
 from ._policy_data import SCENE_SIZE, scene  # noqa: F401  (fixture)
 

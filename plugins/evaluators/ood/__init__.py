@@ -10,7 +10,7 @@ Cheap to import: the rollouts (mujoco, torch) load inside the worker processes o
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -43,6 +43,7 @@ class PositionSplitConfig(_PositionFields):
     """Test policies on N positions of a split of the position grid."""
 
     type: Literal["position_split"] = "position_split"
+    axis: ClassVar[str] = "Object position"
     split: SplitConfig = Field(SplitConfig(name="right"), description="where the test positions come from")
     train_split: Optional[SplitConfig] = Field(
         None, description="the policies' training split, drawn in the report (default: the complement of split)")
@@ -95,6 +96,7 @@ class ViewpointGridConfig(_PositionFields):
     """Success per camera viewpoint: θ (tilt from the default view) × φ (direction around it)."""
 
     type: Literal["viewpoint_grid"] = "viewpoint_grid"
+    axis: ClassVar[str] = "Camera viewpoint"
     n_theta: int = Field(8, ge=1)
     n_phi: int = Field(8, ge=1)
     theta_max: float = Field(25.0, ge=0, le=80, description="largest tilt, degrees (θ runs 0..theta_max, both ends)")
@@ -135,22 +137,10 @@ class ViewpointGrid(Evaluator):
     def groups(self) -> list[str]:
         return ["theta", "view"]
 
-    def report_section(self, summary: dict) -> str:
-        return "\n\n".join(p for p in (_per_theta_table(summary), super().report_section(summary)) if p)
+    def report_figures(self, report, doc, name, episodes, summary) -> None:
+        from pxp.plugins.evaluators.ood.report import viewpoint_figures
 
-
-def _per_theta_table(summary: dict) -> str:
-    from pxp.experiment.evaluation import pct
-
-    pols = summary.get("policies", {})
-    thetas = sorted({t for s in pols.values() for t in s.get("groups", {}).get("theta", {})}, key=float)
-    if not thetas:
-        return ""
-    rows = ["| θ | " + " | ".join(pols) + " |", "|---|" + "---|" * len(pols)]
-    for t in thetas:
-        rows.append(f"| {float(t):.1f}° | " + " | ".join(pct(s["groups"]["theta"].get(t, {}).get("place", {}))
-                                                   for s in pols.values()) + " |")
-    return "Success per θ (all φ), 95% Wilson intervals:\n\n" + "\n".join(rows)
+        viewpoint_figures(report, doc, name, episodes, summary)
 
 
 # ----------------------------------------------------------------------------- distractors
@@ -159,6 +149,7 @@ class DistractorsConfig(EvaluatorConfig):
     """A policy trained in the clean scene, tested with the distractor objects and furniture back."""
 
     type: Literal["distractors"] = "distractors"
+    axis: ClassVar[str] = "Visual clutter"
     scene: dict = Field(default_factory=lambda: {"clutter": "distractors"}, description="overrides of the scene config")
     offsets: list[tuple[float, float]] = Field([(0.0, 0.0)], min_length=1, description="test positions (dx, dy); default: LIBERO's")
     episodes_per_position: int = Field(20, ge=1)

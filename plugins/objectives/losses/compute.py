@@ -1,4 +1,4 @@
-"""torch side of the objectives (imported by the factories in ``losses.py``)."""
+"""The objectives' losses (torch; imported by the factories in ``__init__``)."""
 from __future__ import annotations
 
 import torch

@@ -1,13 +1,16 @@
-"""torch side of the ACT regression head (imported by ``act.make_act_head``)."""
+"""The ACT regression head module (torch; imported by the factory in ``__init__``)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
 
+from pxp.experiment.heatmaps import PointFigure
+
 
 class ActHead(nn.Module):
     output_kind = "regression"
+    figure = PointFigure("ACT")  # the report's prediction strip: the predicted point per step
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()
@@ -32,6 +35,24 @@ class ActHead(nn.Module):
     @property
     def needs_workspace(self) -> bool:
         return bool(torch.isnan(self.ws_low).any() or torch.isnan(self.ws_high).any())
+
+    def prepare(self, setup) -> dict:
+        """Before training: the normalisation box is the head config's own, else the scene's
+        (``setup.workspace``); never the training data's range. Returned for the checkpoint marker."""
+        hcfg = self.cfg
+        if hcfg.workspace_low and hcfg.workspace_high:
+            low, high, source = hcfg.workspace_low, hcfg.workspace_high, "head config"
+        elif setup.workspace is not None:
+            low, high, source = setup.workspace
+        else:
+            from pxp.core.errors import PxpError
+
+            raise PxpError(f"{hcfg.type}: no workspace box to normalise positions to — the scene provides no "
+                           "workspace_bounds(); set head.workspace_low and head.workspace_high")
+        self.set_workspace(low, high)
+        box = {"low": [round(float(v), 6) for v in low], "high": [round(float(v), 6) for v in high], "source": source}
+        setup.log(f"workspace box from the {source}: low {box['low']}, high {box['high']} (the same for every split)")
+        return box
 
     def set_workspace(self, low, high) -> None:
         """The normalisation box (world metres): the scene's workspace, never the training split's range."""

@@ -1,4 +1,4 @@
-"""torch side of the PARA head (imported by ``para.make_para_head``)."""
+"""The PARA head module (torch; imported by the factory in ``__init__``)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pxp.experiment.policy import height_bin_index
-from pxp.plugins.heads import para
+from pxp.plugins.heads.para import geometry
+from pxp.plugins.heads.para.figures import ParaFigure
+from pxp.plugins.heads.para.geometry import height_bin_index
 
 
 # Gradient entries smaller than this are set to exactly 0 behind the head's GELUs while training on
@@ -60,6 +61,7 @@ def uv_to_cells(uv01: torch.Tensor, n: int) -> torch.Tensor:
 
 class ParaHead(nn.Module):
     output_kind = "volume"
+    figure = ParaFigure()  # the report's prediction strip: the probability map per step
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()
@@ -131,14 +133,14 @@ class ParaHead(nn.Module):
         """Batch decode with each sample's camera: xyz (B,T,3), pixel (B,T,2), gripper prob (B,T).
 
         The joint argmax runs on the device for the whole batch (only (B, T) indices leave it); the
-        cells and bins then go through :func:`para.decode_cells` / :func:`para.cell_to_pixel` with
-        each sample's camera, exactly as :func:`para.decode` does for one sample."""
+        cells and bins then go through :func:`geometry.decode_cells` / :func:`geometry.cell_to_pixel` with
+        each sample's camera, exactly as :func:`geometry.decode` does for one sample."""
         logits = out["logits"].detach()
         B, T, N, h, w = logits.shape
         flat = logits.float().flatten(2).argmax(dim=-1).cpu().numpy()  # (B, T): bin * h*w + row * w + col
         bins, rem = np.divmod(flat, h * w)
         cells = np.stack(np.divmod(rem, w), axis=-1)  # (B, T, 2) [row, col]
-        xyz = np.stack([para.decode_cells(c, b, cam, self.cfg) for c, b, cam in zip(cells, bins, cameras)])
-        uv = np.stack([para.cell_to_pixel(c, cam, self.cfg) for c, cam in zip(cells, cameras)])
+        xyz = np.stack([geometry.decode_cells(c, b, cam, self.cfg) for c, b, cam in zip(cells, bins, cameras)])
+        uv = np.stack([geometry.cell_to_pixel(c, cam, self.cfg) for c, cam in zip(cells, cameras)])
         grip = out["gripper_logits"].detach().float().softmax(-1)[..., 1].cpu().numpy()
         return {"xyz": xyz, "pixel": uv, "gripper": grip}

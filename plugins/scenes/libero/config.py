@@ -1,14 +1,10 @@
-"""LIBERO bowl→plate scene plugin: config, registration and the ``pxp scene preview`` command.
-
-Cheap to import: mujoco / robosuite / libero load only inside ``make_scene`` (libero_scene.py).
-"""
+"""The LIBERO bowl→plate scene's config and its measured layout (cheap to import)."""
 from __future__ import annotations
 
 from typing import Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pxp.core.hookspecs import hookimpl
 
 # Measured on LIBERO-Spatial task 0 (DESIGN.md §5): nominal object centres before the offset, table extent.
 BOWL_XY, PLATE_XY = (-0.065, 0.200), (0.055, 0.200)
@@ -121,23 +117,3 @@ class LiberoSceneConfig(BaseModel):
         low = (min(min(xs) + dx0 - m, EEF_HOME[0]), min(min(ys) + dy0 - m, EEF_HOME[1]), TABLE_Z)
         high = (max(max(xs) + dx1 + m, EEF_HOME[0]), max(max(ys) + dy1 + m, EEF_HOME[1]), TARGET_TOP_Z)
         return tuple(round(v, 6) for v in low), tuple(round(v, 6) for v in high)
-
-
-def make_scene(cfg: LiberoSceneConfig):
-    """Build a scene (a context manager). Imports mujoco / libero here, never at plugin import."""
-    from .libero_scene import LiberoScene
-
-    return LiberoScene(cfg)
-
-
-@hookimpl
-def pxp_register_scenes(register):
-    register("libero_bowl_plate", LiberoSceneConfig, make_scene,
-             summary="LIBERO-Spatial bowl→plate: placement grid, orbit cameras, servo expert")
-
-
-@hookimpl
-def pxp_register_commands(cli):
-    from .libero_preview import scene_group
-
-    cli.add_command(scene_group)

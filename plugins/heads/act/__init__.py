@@ -8,34 +8,17 @@ grid, never the training data's range. See docs/policies.md for how this ACT dif
 """
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
 from pxp.core.hookspecs import hookimpl
+from pxp.plugins.heads.act.config import ActRegressionConfig
 
-
-class ActRegressionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["act_regression"] = "act_regression"
-    horizon: int = Field(4, gt=0, description="T future steps predicted")
-    hidden_dim: int = Field(256, gt=0)
-    mlp_layers: int = Field(2, ge=1)
-    space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
-    condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
-    workspace_low: tuple[float, float, float] | None = Field(
-        None, description="null: the scene's workspace box (the same for every split)")
-    workspace_high: tuple[float, float, float] | None = None
-
-    def smoke(self) -> dict:
-        return {"hidden_dim": min(self.hidden_dim, 64)}
+__all__ = ["ActRegressionConfig", "make_act_head"]
 
 
 def make_act_head(config: ActRegressionConfig, backbone):
     """``factory(config, backbone)``: the head reads ``backbone.embed_dim``."""
-    from pxp.plugins.heads import _act_impl
+    from pxp.plugins.heads.act.model import ActHead
 
-    return _act_impl.ActHead(config, int(backbone.embed_dim))
+    return ActHead(config, int(backbone.embed_dim))
 
 
 @hookimpl

@@ -11,7 +11,7 @@ ORBITS = ((25.0, 0.0), (25.0, 90.0), (25.0, 180.0), (25.0, 270.0), (12.5, 45.0))
 def _scene_config(spec_path: str, **overrides):
     import yaml
 
-    from .libero import LiberoSceneConfig
+    from pxp.plugins.scenes.libero.config import LiberoSceneConfig
 
     data = yaml.safe_load(Path(spec_path).read_text()) or {}
     section = dict(data.get("scene") or {}) if isinstance(data, dict) else {}
@@ -23,7 +23,7 @@ def write_previews(cfg, out: Path) -> list[Path]:
     """Clean scene, distractor scene, circle overlay and orbit viewpoints of ``cfg``'s scene."""
     import imageio.v3 as iio
 
-    from .libero import make_scene
+    from pxp.plugins.scenes.libero.scene import LiberoScene as make_scene
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

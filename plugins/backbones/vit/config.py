@@ -1,20 +1,4 @@
-"""ViT backbones through timm: ``dinov2`` (any timm ViT name; pretrained weights from timm, a local
-file or the HF cache, or an explicit random init) and ``tiny_vit`` (a few-block random-init ViT that
-trains on a CPU in minutes, for the quickstart and tests).
-
-``weights:`` of ``dinov2``:
-  ``timm``             timm's own pretrained weights (downloaded once into the HF cache; offline: read there)
-  a local file         Meta's .pth or a timm .safetensors (position embeddings are resampled)
-  ``hf-hub:<repo id>`` a repo in the local Hugging Face cache, read offline
-  ``random``           random init, on purpose (every report says so)
-``DinoV2Config.preflight()`` says, before any work starts, whether the weights can be had here; ``pxp
-run`` calls it for every backbone of a spec (pxp.experiment.training.preflight), so a run that cannot get its
-weights stops with one message saying how to supply them.
-
-A backbone maps normalised images (B, 3, H, W) to ``(feature_map (B, C, h, w), cls (B, C))`` and
-exposes ``embed_dim``, ``patch_size``, ``image_size`` and ``weights_info``. torch/timm are imported
-only inside the factories (``pxp list-plugins`` must stay light).
-"""
+"""Configs of the ViT backbones (see ``__init__`` for what they build)."""
 from __future__ import annotations
 
 import re
@@ -23,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pxp.core.hookspecs import hookimpl
+from pxp.plugins.backbones.vit.weights import weights_kind
 
 
 class DinoV2Config(BaseModel):
@@ -65,16 +49,16 @@ class DinoV2Config(BaseModel):
     def preflight(self) -> str | None:
         """None when the weights can be obtained on this machine now, else why not (one line). Fast:
         no download is attempted, and a machine without internet is detected in seconds."""
-        from pxp.plugins.backbones import _weights
+        from pxp.plugins.backbones.vit import weights
 
-        return _weights.unavailable(self)
+        return weights.unavailable(self)
 
+    def how_to_supply(self, policies: list[str]) -> str:
+        """How to supply the weights, or opt into a random init (the end of ``pxp run``'s message)."""
+        from pxp.plugins.backbones.vit import weights
 
-def weights_kind(weights: str) -> str:
-    """``timm`` | ``random`` | ``hf`` (``hf-hub:<repo id>``) | ``file`` (anything else: a path)."""
-    if weights in ("timm", "random"):
-        return weights
-    return "hf" if weights.startswith(("hf-hub:", "hf_hub:")) else "file"
+        return weights.how_to(self.model, policies)
+
 
 
 class TinyViTConfig(BaseModel):
@@ -95,22 +79,3 @@ class TinyViTConfig(BaseModel):
         side = self.patch_size * max(1, round(IMAGE_SIZE / self.patch_size))
         return {**self.model_dump(), "image_size": side, "embed_dim": 48, "depth": 1, "num_heads": 3,
                 "freeze_blocks": min(self.freeze_blocks, 1)}
-
-
-def make_dinov2(config: DinoV2Config):
-    from pxp.plugins.backbones import _vit_impl
-
-    return _vit_impl.build_dinov2(config)
-
-
-def make_tiny_vit(config: TinyViTConfig):
-    from pxp.plugins.backbones import _vit_impl
-
-    return _vit_impl.build_tiny_vit(config)
-
-
-@hookimpl
-def pxp_register_backbones(register):
-    register("dinov2", DinoV2Config, make_dinov2,
-             summary="timm ViT (DINOv2/v3 names); timm, local-file or HF-cache weights, or weights: random")
-    register("tiny_vit", TinyViTConfig, make_tiny_vit, summary="tiny timm ViT (random init) for CPU quickstart and tests")

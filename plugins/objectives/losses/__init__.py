@@ -12,35 +12,22 @@ dict of detached scalar tensors named ``loss/<part>`` for metrics.jsonl.
 """
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
 from pxp.core.hookspecs import hookimpl
+from pxp.plugins.objectives.losses.config import BehaviorCloningConfig, PointTrack2DConfig
 
-
-class BehaviorCloningConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["behavior_cloning"] = "behavior_cloning"
-    position_weight: float = Field(1.0, ge=0)
-    gripper_weight: float = Field(1.0, ge=0)
-
-
-class PointTrack2DConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["point_track_2d"] = "point_track_2d"
+__all__ = ["BehaviorCloningConfig", "PointTrack2DConfig", "make_behavior_cloning", "make_point_track_2d"]
 
 
 def make_behavior_cloning(config: BehaviorCloningConfig):
-    from pxp.plugins.objectives import _losses_impl
+    from pxp.plugins.objectives.losses.compute import BehaviorCloning
 
-    return _losses_impl.BehaviorCloning(config)
+    return BehaviorCloning(config)
 
 
 def make_point_track_2d(config: PointTrack2DConfig):
-    from pxp.plugins.objectives import _losses_impl
+    from pxp.plugins.objectives.losses.compute import PointTrack2D
 
-    return _losses_impl.PointTrack2D(config)
+    return PointTrack2D(config)
 
 
 @hookimpl

@@ -19,11 +19,11 @@ each with its 95% interval.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pct, pick_positions, weighted_str
+from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions
 from pxp.core.grid import SplitConfig, check_grid_split, explicit
 from pxp.core.hookspecs import hookimpl
 
@@ -32,6 +32,7 @@ class DataEfficiencyConfig(EvaluatorConfig):
     """Binary and weighted success per (initialisation, demo count)."""
 
     type: Literal["data_efficiency"] = "data_efficiency"
+    axis: ClassVar[str] = "Demo count"
     policies: dict[str, list[str]] = Field(
         ..., min_length=1, description="initialisation label → policies (or sweep groups) trained with it")
     split: SplitConfig = Field(SplitConfig(name="all"), description="where the test positions come from")
@@ -76,13 +77,10 @@ class DataEfficiency(Evaluator):
         summary["table"] = sorted(rows, key=lambda r: (str(r["init"]), r["demos"] if r["demos"] is not None else 1e9))
         return summary
 
-    def report_section(self, summary: dict) -> str:
-        rows = ["| init | demos | policy | P | G | n | binary (95% CI) | weighted (95% CI) |", "|---|---|---|---|---|---|---|---|"]
-        for r in summary.get("table", []):
-            demos = "all" if r["demos"] is None else r["demos"]
-            rows.append(f"| {r['init']} | {demos} | {r['policy']} | {r['place_count']} | {r['grasp_count']} | {r['n']} | "
-                        f"{pct(r['place'])} | {weighted_str(r['weighted'])} |")
-        return "\n\n".join(p for p in ("\n".join(rows), super().report_section(summary)) if p)
+    def report_figures(self, report, doc, name, episodes, summary) -> None:
+        from pxp.plugins.evaluators.data_efficiency.report import data_efficiency_figures
+
+        data_efficiency_figures(report, doc, name, episodes, summary)
 
 
 def _demos(ctx, policy: str):

@@ -62,8 +62,6 @@ def online(host: str = HUB_HOST, timeout: float = PROBE_SECONDS) -> bool:
 
 def unavailable(cfg) -> str | None:
     """None when ``cfg.weights`` can be loaded here now; else one line saying what is missing."""
-    from pxp.plugins.backbones.vit import weights_kind
-
     kind = weights_kind(cfg.weights)
     if kind == "random":
         return None
@@ -94,8 +92,6 @@ def resolve(cfg) -> tuple[dict, dict]:
     """(extra ``timm.create_model`` kwargs, weights_info) for ``cfg.weights``; a clear error when the
     weights cannot be had (the same reasons :func:`unavailable` gives)."""
     from pxp.core.errors import PxpError
-    from pxp.plugins.backbones.vit import weights_kind
-
     kind = weights_kind(cfg.weights)
     if kind == "random":
         return {"pretrained": False}, {"source": "random init"}
@@ -117,6 +113,13 @@ def resolve(cfg) -> tuple[dict, dict]:
 
 
 def _sha(path) -> str:
-    from pxp.plugins.backbones._vit_impl import file_sha256
+    from pxp.core.io import file_sha256
 
     return file_sha256(path)
+
+
+def weights_kind(weights: str) -> str:
+    """``timm`` | ``random`` | ``hf`` (``hf-hub:<repo id>``) | ``file`` (anything else: a path)."""
+    if weights in ("timm", "random"):
+        return weights
+    return "hf" if weights.startswith(("hf-hub:", "hf_hub:")) else "file"

@@ -34,8 +34,8 @@ import mujoco  # noqa: E402
 
 from pxp.core.camera import Camera  # noqa: E402
 
-from .libero import BOWL_XY as _BOWL_XY, PLATE_XY as _PLATE_XY  # noqa: E402
-from .libero_bddl import task_bddl  # noqa: E402
+from pxp.plugins.scenes.libero.config import BOWL_XY as _BOWL_XY, PLATE_XY as _PLATE_XY  # noqa: E402
+from pxp.plugins.scenes.libero.bddl import task_bddl  # noqa: E402
 
 BOWL, PLATE = "akita_black_bowl_1", "plate_1"
 BOWL_XY, PLATE_XY = np.array(_BOWL_XY), np.array(_PLATE_XY)
@@ -404,7 +404,7 @@ class LiberoScene:
     # -- expert -------------------------------------------------------------------------------
     def run_expert(self, record: bool = True, skip_close: bool = False, stop_after: str | None = None) -> dict:
         """Scripted expert from the current reset state, executed through :meth:`servo`."""
-        from .libero_expert import run_expert
+        from pxp.plugins.scenes.libero.expert import run_expert
 
         return run_expert(self, record=record, skip_close=skip_close, stop_after=stop_after)
 
@@ -414,7 +414,7 @@ class LiberoScene:
         descends). Returns ``obs`` (with the rendered image), ``steps`` (control steps since the reset),
         ``grasps`` ((k, 3) grip-site points that grasp the bowl: the expert's own first, then the rim's
         other side) and ``object`` (the bowl's position)."""
-        from .libero_expert import rim_grasps
+        from pxp.plugins.scenes.libero.expert import rim_grasps
 
         self.reset(offset=offset, view=view, seed=seed)
         steps = self.run_expert(record=False, stop_after="approach")["steps"]

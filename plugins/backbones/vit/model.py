@@ -1,7 +1,6 @@
-"""torch/timm side of the ViT backbones (imported only by the factories in ``vit.py``)."""
+"""The ViT backbone modules (torch/timm; imported only by the factories in ``__init__``)."""
 from __future__ import annotations
 
-import hashlib
 
 import torch
 from torch import nn
@@ -19,14 +18,6 @@ def _import_timm():
             ) from e
         raise
     return timm
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ViTBackbone(nn.Module):
@@ -71,7 +62,7 @@ def apply_freeze(model: nn.Module, mode: str, blocks: int) -> None:
 
 
 def build_dinov2(cfg) -> ViTBackbone:
-    from pxp.plugins.backbones import _weights
+    from pxp.plugins.backbones.vit import weights as _weights
 
     timm = _import_timm()
     kwargs = dict(num_classes=0, dynamic_img_size=True, img_size=cfg.image_size, **cfg.model_kwargs)
@@ -80,7 +71,7 @@ def build_dinov2(cfg) -> ViTBackbone:
     if cfg.weights == "timm" and "sha256" not in info:  # just downloaded into the HF cache
         path = _weights.cached_file(info["source"].split(":", 1)[1])
         if path is not None:
-            info["sha256"] = file_sha256(path)
+            info["sha256"] = _weights._sha(path)
     apply_freeze(model, cfg.freeze, cfg.freeze_blocks)
     return ViTBackbone(model, cfg.image_size, info)
 
