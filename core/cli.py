@@ -83,8 +83,13 @@ def list_plugins(as_json):
     reg = get_registry()
     rows = [dict(kind=c.kind[:-1], name=c.name, summary=c.summary, plugin=c.plugin,
                  distribution=c.distribution, version=c.version) for c in reg.all()]
+    with_components = {c.plugin for c in reg.all()}
+    rows += [dict(kind="hooks", name=p.name, summary=_first_doc_line(reg.manager.get_plugin(p.name)), plugin=p.name,
+                  distribution=p.distribution, version=p.version)
+             for p in reg.plugins if p.name not in with_components]  # report sections, commands
     if as_json:
-        click.echo(json.dumps({"components": rows, "failures": [f.__dict__ for f in reg.failures]}, indent=2))
+        click.echo(json.dumps({"components": rows, "plugins": [p.__dict__ for p in reg.plugins],
+                               "failures": [f.__dict__ for f in reg.failures]}, indent=2))
         return
     table = Table(title="pxp plugins")
     for col in ("kind", "name", "summary", "distribution", "version"):
@@ -92,6 +97,10 @@ def list_plugins(as_json):
     for r in rows:
         table.add_row(r["kind"], r["name"], r["summary"], r["distribution"], r["version"])
     Console().print(table)  # failed plugins were already reported on stderr by main()
+
+
+def _first_doc_line(obj) -> str:
+    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
 
 
 @cli.command()

@@ -329,6 +329,7 @@ class TrainingUnit:
     ship: bool = False  # ship even when the worker sees the run directory (PXP_RAY_SHIP=1; tests)
     payload: Any = None  # shipping: [ref] to {"data": bytes, "init": {..}, "resume": {..}}
     workspace: Any = None  # the scene's workspace box, resolved on the driver (the worker has no spec)
+    plugins: Any = None  # the run's RegistryRecipe: the worker builds the policy with the same plugins
 
 
 def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
@@ -343,7 +344,8 @@ def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
     from pxp.experiment.training import scene_workspace
 
     unit = TrainingUnit(name, policy_cfg, str(ctx.run_dir), str(ctx.device), run_token(ctx.run_dir), init,
-                        ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx))
+                        ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx),
+                        plugins=getattr(ctx.registry, "recipe", None))
     out = _run_one(ex, unit)
     if out.get("needs_payload"):
         ctx.log(f"training: {name} runs on a node without the run directory: shipping its dataset and checkpoints")
@@ -424,11 +426,12 @@ class _WorkerContext:
     """What train_policy reads from the runner's StageContext, rebuilt in the worker."""
 
     def __init__(self, root: Path, unit: TrainingUnit, init: Path | None = None):
-        from .plugins import get_registry
+        from .plugins import registry_from_recipe
 
         self.root, self.unit, self.device = root, unit, unit.device
         self.init = init if init is not None else (Path(unit.init_dir) if unit.init_dir else None)
-        self.create = get_registry().create
+        self.registry = registry_from_recipe(unit.plugins)
+        self.create = self.registry.create
 
     def dataset_path(self, name: str) -> Path:
         return self.root / "data" / f"{name}.hdf5"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Tuple
 
@@ -119,6 +119,7 @@ class EpisodeTask:
     seed: int
     scene_config: Any
     scene_key: str
+    plugins: Any = None  # the run's RegistryRecipe: the worker builds the scene with the same plugins
 
 
 def episode_seed(base: int, index: int) -> int:
@@ -128,10 +129,11 @@ def episode_seed(base: int, index: int) -> int:
 
 def run_episode(task: EpisodeTask) -> dict:
     """Worker side: reset the (cached) scene, run the expert with recording, pack for the writer."""
-    from pxp.core.plugins import create
+    from pxp.core.plugins import registry_from_recipe
     from pxp.core.pool import worker_cache
 
-    scene = worker_cache(task.scene_key, lambda: create("scenes", task.scene_config), slot="scene")
+    registry = registry_from_recipe(task.plugins)
+    scene = worker_cache(task.scene_key, lambda: registry.create("scenes", task.scene_config), slot="scene")
     scene.reset(offset=task.offset, view=task.view, seed=task.seed)
     ep = scene.run_expert(record=True)
     return _pack(task, ep)
@@ -182,9 +184,10 @@ class GridGenerator(abc.ABC):
         path = Path(path)
         if path.exists():
             return self._existing(path, digest, open_dataset, DatasetError)
-        tasks = self.plan(scene_cfg)
+        recipe = getattr(getattr(ctx, "registry", None), "recipe", None)
+        tasks = [replace(t, plugins=recipe) for t in self.plan(scene_cfg)]
         t0 = time.time()
-        with DemoWriter(path, config_hash=digest, attrs=self._file_attrs(scene_cfg, digest, len(tasks)),
+        with DemoWriter(path, config_hash=digest, attrs=self._file_attrs(scene_cfg, digest, len(tasks), ctx),
                         compression_level=self.cfg.compression_level, log=ctx.log) as writer:
             done = writer.done()
             todo = [t for t in tasks if t.index not in done]
@@ -236,7 +239,7 @@ class GridGenerator(abc.ABC):
                     "failed": len(f.failed), "frames": int(f.attrs["n_frames"]), "ran": ran,
                     "seconds": round(seconds, 2)}
 
-    def _file_attrs(self, scene_cfg, digest: str, n_planned: int) -> dict:
+    def _file_attrs(self, scene_cfg, digest: str, n_planned: int, ctx=None) -> dict:
         import pxp
         from pxp.core.manifest import library_versions
 
@@ -244,7 +247,7 @@ class GridGenerator(abc.ABC):
         return {"pxp_version": pxp.__version__, "generator": self.name,
                 "generator_config": self.cfg.model_dump(mode="json"), "scene_config": scene_cfg.model_dump(mode="json"),
                 "n_planned": n_planned, "grid_shape": (grid.rows, grid.cols),
-                "libraries": library_versions()}
+                "libraries": library_versions(getattr(ctx, "registry", None))}
 
     def _extent(self, scene_cfg):
         if self.cfg.extent is not None:

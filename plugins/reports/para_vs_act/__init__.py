@@ -1,5 +1,7 @@
-"""The seed's PARA-vs-ACT summary: one row per evaluation that has both a PARA and an ACT policy, with each
-one's success, the difference and an exact McNemar test on paired episodes.
+"""The seed's PARA-vs-ACT summary table, as a report section.
+
+One row per evaluation that has both a PARA and an ACT policy, with each one's success, the difference
+and an exact McNemar test on paired episodes.
 
 A report plugin (``pxp_report_sections``): it writes its section only when the run has a policy with
 either head, so a run of other heads gets no word of PARA or ACT.
