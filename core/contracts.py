@@ -138,6 +138,52 @@ class PredictionFigure(Protocol):
 
 # ---------------------------------------------------------------- the world
 
+@dataclass(frozen=True)
+class Outcomes:
+    """How a scene's episodes end: declared by its config model (``outcomes: ClassVar[Outcomes]``) and read
+    by scoring, paired tests, plots, videos and reports, so a scene defines its own outcomes.
+
+    ``names`` best first (``names[0]`` is success); ``weights`` the weighted score of each; ``rates`` the
+    summary's rates (key → the outcomes it counts; the first key is the success rate); ``colours`` a plot
+    colour per outcome (and ``"ERROR"``); ``badges`` a video badge (text, RGB) per outcome; ``legend`` the
+    caption of a plot coloured by outcome."""
+
+    names: tuple
+    weights: dict
+    rates: dict
+    colours: dict
+    badges: dict
+    legend: str = ""
+
+    @property
+    def success(self) -> str:
+        return self.names[0]
+
+    @property
+    def success_rate(self) -> str:
+        return next(iter(self.rates))
+
+
+@runtime_checkable
+class EpisodeTracker(Protocol):
+    """A scene's bookkeeping during one rollout (``scene.tracker(obs)``, optional), for its diagnostics.
+
+    ``command(gripper, target_z)`` before each target, ``update(obs)`` after each control step or target,
+    ``finish(obs)`` at the end; ``diagnostics(outcome) -> dict`` goes into the episode record (a
+    ``first_failure`` entry is counted per policy in the report); ``badge(obs)`` names the stage a video
+    frame shows."""
+
+    def command(self, gripper: float, target_z: float) -> None: ...
+
+    def update(self, obs: dict) -> None: ...
+
+    def finish(self, obs: dict) -> None: ...
+
+    def diagnostics(self, outcome: str) -> dict: ...
+
+    def badge(self, obs: dict) -> str | None: ...
+
+
 @runtime_checkable
 class Scene(Protocol):
     """A simulated scene. ``factory(config)``; a context manager (``close()`` frees the renderer).
@@ -147,10 +193,14 @@ class Scene(Protocol):
     and the object state the scene tracks; ``servo(target_xyz, gripper, max_steps, tol, on_step)`` is the
     only way a policy's prediction moves the robot; ``outcome()`` names how the episode ended;
     ``camera`` is the current :class:`pxp.core.camera.Camera`; ``workspace`` the offset extent;
-    ``run_expert(record=True, ...)`` returns a demonstration (per-step arrays)."""
+    ``run_expert(record=True, ...)`` returns a demonstration (per-step arrays); ``outcomes`` (also on its
+    config model) names how episodes end; optional ``tracker(obs) -> EpisodeTracker`` for diagnostics.
+    Its config model declares ``outcomes: ClassVar[Outcomes]`` and ``image_key: ClassVar[str]``, the name
+    its demonstrations store camera images under."""
 
     camera: Any
     workspace: tuple
+    outcomes: Outcomes
 
     def reset(self, offset=(0.0, 0.0), view=None, seed: int = 0) -> dict: ...
 

@@ -28,9 +28,10 @@ from pxp.core.errors import PxpError
 
 FORMAT = "pxp-demos"
 FORMAT_VERSION = 1
-IMAGE_KEY = "agentview_rgb"
-# datasets every demo must have: name → (trailing shape, dtype kind); T is the leading dimension
-REQUIRED_OBS = {IMAGE_KEY: (None, "u"), "eef_pos": ((3,), "f"), "gripper": ((), "f"), "eef_pixel": ((2,), "f")}
+# datasets every demo must have: name → (trailing shape, dtype kind); T is the leading dimension. Camera
+# images are stored under the name the scene declares (its config's ``image_key``, kept in the file's
+# ``image_key`` attribute; files without it: the one uint8 (T, H, W, 3) observation).
+REQUIRED_OBS = {"eef_pos": ((3,), "f"), "gripper": ((), "f"), "eef_pixel": ((2,), "f")}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -234,7 +235,8 @@ class DemoFile:
         self.file = _open_checked(self.path)
         try:
             self.attrs = {k: _attr(v) for k, v in self.file.attrs.items()}
-            self.demos = _check_demos(self.path, self.file)
+            self.image_key = self.attrs.get("image_key") or _find_image_key(self.file)
+            self.demos = _check_demos(self.path, self.file, self.image_key)
             self.failed = [{k: _attr(v) for k, v in g.attrs.items()} for g in self.file["failed"].values()]
             if verify:
                 self.verify()
@@ -313,10 +315,22 @@ def _file_problem(f: h5py.File) -> str | None:
     return None
 
 
-def _check_demos(path: Path, f: h5py.File) -> list[DemoInfo]:
+def _find_image_key(f: h5py.File) -> str | None:
+    """The camera images' name in a file that does not record it: the first uint8 (T, H, W, 3) observation."""
+    for g in f["data"].values():
+        obs = g.get("obs")
+        for key in sorted(obs or ()):
+            ds = obs[key]
+            if isinstance(ds, h5py.Dataset) and ds.dtype.kind == "u" and ds.ndim == 4 and ds.shape[-1] == 3:
+                return key
+        return None
+    return None
+
+
+def _check_demos(path: Path, f: h5py.File, image_key: str | None) -> list[DemoInfo]:
     demos = []
     for name, g in f["data"].items():
-        problem = _demo_problem(g)
+        problem = _demo_problem(g, image_key)
         if problem:
             raise DatasetError(f"{path}: data/{name} {problem}; delete it and rerun `pxp run` to regenerate it")
         demos.append(DemoInfo(name, int(g.attrs["episode"]), int(g.attrs["num_samples"]),
@@ -327,7 +341,7 @@ def _check_demos(path: Path, f: h5py.File) -> list[DemoInfo]:
     return sorted(demos, key=lambda d: d.episode)
 
 
-def _demo_problem(g: h5py.Group) -> str | None:
+def _demo_problem(g: h5py.Group, image_key: str | None) -> str | None:
     if not g.attrs.get("complete", False) or "num_samples" not in g.attrs:
         return "was not completely written"
     T = int(g.attrs["num_samples"])
@@ -339,9 +353,11 @@ def _demo_problem(g: h5py.Group) -> str | None:
             return f"has no obs/{key}"
         if ds.shape[0] != T or ds.dtype.kind != kind or (trailing is not None and ds.shape[1:] != trailing):
             return f"obs/{key} has shape {ds.shape} {ds.dtype}, expected ({T}, ...)"
-    img = g[f"obs/{IMAGE_KEY}"]
-    if img.ndim != 4 or img.shape[-1] != 3:
-        return f"obs/{IMAGE_KEY} has shape {img.shape}, expected (T, H, W, 3)"
+    img = g.get(f"obs/{image_key}") if image_key else None
+    if img is None:
+        return f"has no camera images (obs/{image_key or '<name>'}: uint8 (T, H, W, 3))"
+    if img.shape[0] != T or img.dtype.kind != "u" or img.ndim != 4 or img.shape[-1] != 3:
+        return f"obs/{image_key} has shape {img.shape} {img.dtype}, expected ({T}, H, W, 3) uint8"
     if "actions" not in g or g["actions"].shape != (T, 4):
         return f"actions missing or not ({T}, 4)"
     if "camera/K" not in g or g["camera/K"].shape != (3, 3) or g["camera/extrinsics"].shape != (4, 4):
@@ -448,9 +464,10 @@ class DemoDataset:
             chosen = select_demos(len(f), count, seed) if demos is None else np.asarray(demos, dtype=np.int64)
             self.demos = [f.demos[i] for i in chosen]
             self._low = [self._load_low(f, int(i)) for i in chosen]
-            n_bytes = sum(int(np.prod(f.file["data"][d.name][f"obs/{IMAGE_KEY}"].shape)) for d in self.demos)
+            self.image_key = f.image_key
+            n_bytes = sum(int(np.prod(f.file["data"][d.name][f"obs/{f.image_key}"].shape)) for d in self.demos)
             self.frames = _frames_mode(frames, preload, n_bytes, preload_limit_gb)
-            self._images = [f.read(int(i), f"obs/{IMAGE_KEY}") for i in chosen] if self.frames == "ram" else None
+            self._images = [f.read(int(i), f"obs/{f.image_key}") for i in chosen] if self.frames == "ram" else None
         self._cache = FrameCache(self.path).build() if self.frames == "cache" else None
         self._cache_demo = [self._cache.demo_index(d.name) for d in self.demos] if self._cache else None
         lengths = np.array([d.length for d in self.demos], dtype=np.int64)
@@ -500,7 +517,7 @@ class DemoDataset:
         if self._file is None or self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         try:
-            return self._file["data"][self.demos[d].name][f"obs/{IMAGE_KEY}"][t]
+            return self._file["data"][self.demos[d].name][f"obs/{self.image_key}"][t]
         except OSError as exc:
             raise DatasetError(f"{self.path}: {self.demos[d].name} image {t} is corrupt ({exc}); delete it and rerun `pxp run` to regenerate it") from exc
 
@@ -578,7 +595,7 @@ class FrameCache:
 
         demos, offset = {}, 0
         for i, d in enumerate(f.demos):
-            shape = tuple(f.file["data"][d.name][f"obs/{IMAGE_KEY}"].shape)
+            shape = tuple(f.file["data"][d.name][f"obs/{f.image_key}"].shape)
             demos[d.name] = {"offset": offset, "shape": shape}
             offset += int(np.prod(shape))
         tmp = self.data_path.with_name(f"{self.data_path.name}.tmp-{os.getpid()}")
@@ -586,7 +603,7 @@ class FrameCache:
             out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(offset, 1),))
             for i, d in enumerate(f.demos):
                 start, shape = demos[d.name]["offset"], demos[d.name]["shape"]
-                out[start:start + int(np.prod(shape))] = f.read(i, f"obs/{IMAGE_KEY}").reshape(-1)
+                out[start:start + int(np.prod(shape))] = f.read(i, f"obs/{f.image_key}").reshape(-1)
             out.flush()
             del out
             if offset == 0:

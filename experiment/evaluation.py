@@ -131,7 +131,7 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
     caption = f"{task.policy}  cell {task.cell}  seed {task.seed}"
     hold = 20  # the last frame stays up for a second at 20 fps, so the outcome badge can be read
     write_video(task.video_path, np.stack(frames + frames[-1:] * hold), stages=list(stages) + list(stages[-1:]) * hold,
-                caption=caption, fps=20)
+                caption=caption, fps=20, badges=scene_outcomes(task.scene).badges)
     return str(task.video_path)
 
 
@@ -190,22 +190,23 @@ def _journaled(journal: Path | None, tasks: list[EpisodeTask]) -> dict[str, dict
 
 # ----------------------------------------------------------------------------- scoring
 
-def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = ()) -> dict:
+def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outcomes=None) -> dict:
     """Per-policy aggregates, optional per-group breakdowns, and paired tests between policies.
 
-    ``group_by``: label names (keys of ``episode["labels"]``, or ``"cell"``) to break each policy down by.
+    ``group_by``: label names (keys of ``episode["labels"]``, or ``"cell"``) to break each policy down by;
+    ``outcomes``: the scene's :class:`pxp.core.contracts.Outcomes`.
     """
     by_policy: dict[str, list[dict]] = {}
     for ep in episodes:
         by_policy.setdefault(ep["policy"], []).append(ep)
     summary = {"policies": {}, "paired": []}
     for name, eps in by_policy.items():
-        entry = stats.summarize_outcomes([e["outcome"] for e in eps])
+        entry = stats.summarize_outcomes([e["outcome"] for e in eps], outcomes)
         entry["failures"] = _failure_counts(eps)
-        entry["groups"] = {g: _grouped(eps, g) for g in group_by}
+        entry["groups"] = {g: _grouped(eps, g, outcomes) for g in group_by}
         summary["policies"][name] = entry
     paired = {name: {episode_pair_key(e): e["outcome"] for e in eps} for name, eps in by_policy.items()}
-    summary["paired"] = stats.all_paired_tests(paired)
+    summary["paired"] = stats.all_paired_tests(paired, outcomes)
     return summary
 
 
@@ -213,11 +214,11 @@ def label_of(ep: dict, name: str):
     return ep.get(name) if name == "cell" else (ep.get("labels") or {}).get(name)
 
 
-def _grouped(eps: list[dict], name: str) -> dict:
+def _grouped(eps: list[dict], name: str, outcomes) -> dict:
     groups: dict[str, list] = {}
     for e in eps:
         groups.setdefault(_label_str(label_of(e, name)), []).append(e["outcome"])
-    return {k: stats.summarize_outcomes(v) for k, v in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))}
+    return {k: stats.summarize_outcomes(v, outcomes) for k, v in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))}
 
 
 def _label_str(v) -> str:
@@ -256,7 +257,7 @@ def paired_table(summary: dict) -> str:
 
 
 def failure_table(summary: dict) -> str:
-    """How non-PLACE episodes first went wrong, per policy."""
+    """How unsuccessful episodes first went wrong, per policy (the scene's ``first_failure`` diagnostic)."""
     pols = summary.get("policies", {})
     labels = sorted({k for s in pols.values() for k in s.get("failures", {})})
     if not labels:
@@ -310,6 +311,17 @@ def episode_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def scene_outcomes(scene_cfg):
+    """The :class:`pxp.core.contracts.Outcomes` a scene's config model declares."""
+    outcomes = getattr(scene_cfg, "outcomes", None)
+    if outcomes is None:
+        from pxp.core.errors import PxpError
+
+        raise PxpError(f"scene {getattr(scene_cfg, 'type', '?')}: its config model declares no outcomes "
+                       "(outcomes: ClassVar[pxp.core.contracts.Outcomes])")
+    return outcomes
+
+
 def scene_workspace(scene_cfg) -> tuple:
     """((dx_min, dx_max), (dy_min, dy_max)) from a scene config, without building the scene."""
     ws = getattr(scene_cfg, "workspace", None)
@@ -342,8 +354,11 @@ class Evaluator(abc.ABC):
     """Base class for evaluator plugins. ``config`` is the plugin's config (an :class:`EvaluatorConfig`).
 
     Subclasses implement :meth:`episodes`; they may override :meth:`groups` (labels to break the
-    summary down by), :meth:`summarize` (add to the base summary) and :meth:`report_section`.
+    summary down by), :meth:`summarize` (add to the base summary), :meth:`report_section` and
+    ``report_figures``. ``outcomes`` is the scene's :class:`pxp.core.contracts.Outcomes` (set by :meth:`run`).
     """
+
+    outcomes = None
 
     def __init__(self, config):
         self.config = config
@@ -360,6 +375,7 @@ class Evaluator(abc.ABC):
     def run(self, ctx) -> list[dict]:
         """Run every episode through the worker pool; crashed episodes come back with ``error`` set."""
         name = self.name(ctx)
+        self.outcomes = scene_outcomes(ctx.scene_config(**(self.config.scene or {})))
         tasks = self.with_videos(ctx, self.episodes(ctx))
         ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
@@ -374,7 +390,10 @@ class Evaluator(abc.ABC):
 
     # -- scoring
     def summarize(self, episodes: list[dict]) -> dict:
-        return summarize_episodes(episodes, self.groups())
+        if self.outcomes is None:
+            raise ValueError(f"{self.config.type}: summarize() needs the scene's outcomes: run(ctx) first, "
+                             "or set evaluator.outcomes")
+        return summarize_episodes(episodes, self.groups(), self.outcomes)
 
     def report_section(self, summary: dict) -> str:
         """Markdown the report adds under this evaluation (the report draws the policy table itself)."""

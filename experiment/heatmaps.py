@@ -216,7 +216,7 @@ def _train_frames(run_dir: Path, pol_cfg: dict, marker: dict, n: int, horizon: i
             eef_pix = f.read(d, "obs/eef_pixel")
             fut = np.minimum(t + stride * np.arange(1, horizon + 1), length - 1)
             out.append({"kind": "train", "label": f"demo {f.demos[d].episode}, t={t}",
-                        "image": f.read(d, "obs/agentview_rgb", t), "camera": f.camera(d),
+                        "image": f.read(d, f"obs/{f.image_key}", t), "camera": f.camera(d),
                         "eef_pos": f.read(d, "obs/eef_pos", t), "eef_pixel": eef_pix[t],
                         "gripper": float(f.read(d, "obs/gripper", t)), "truth": eef_pix[fut]})
     return out

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-COLOURS = {"PLACE": "#2ca02c", "GRASP": "#f0b400", "MISS": "#d62728", "ERROR": "#7f7f7f"}
-SCORE = {"PLACE": 1.0, "GRASP": 0.5, "MISS": 0.0}
 
 
 def _plt():
@@ -59,8 +57,9 @@ def position_map(train_offsets, test_offsets, path, title="", extent=None) -> Pa
     return _save(fig, path)
 
 
-def outcome_grid(episodes, path, title="", extent=None) -> Path:
-    """One marker per test position, coloured by its most common outcome, labelled places/episodes."""
+def outcome_grid(episodes, path, outcomes, title="", extent=None) -> Path:
+    """One marker per test position, coloured by its most common outcome (the scene's ``outcomes``; ties go to
+    the better one), labelled successes/episodes."""
     plt = _plt()
     by_pos = defaultdict(list)
     for e in episodes:
@@ -68,21 +67,21 @@ def outcome_grid(episodes, path, title="", extent=None) -> Path:
             by_pos[tuple(np.round(e["offset"], 4))].append(e.get("outcome") or "ERROR")
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for (dx, dy), outs in by_pos.items():
-        best = max(Counter(outs).items(), key=lambda kv: (kv[1], SCORE.get(kv[0], -1)))[0]
-        ax.scatter([dy], [dx], c=COLOURS[best], s=160, marker="s", edgecolors="k", linewidths=0.5)
-        ax.annotate(f"{outs.count('PLACE')}/{len(outs)}", (dy, dx), ha="center", va="center", fontsize=6)
+        best = max(Counter(outs).items(), key=lambda kv: (kv[1], outcomes.weights.get(kv[0], -1)))[0]
+        ax.scatter([dy], [dx], c=outcomes.colours[best], s=160, marker="s", edgecolors="k", linewidths=0.5)
+        ax.annotate(f"{outs.count(outcomes.success)}/{len(outs)}", (dy, dx), ha="center", va="center", fontsize=6)
     _workspace_axes(ax, extent)
     ax.set_title(title or "outcomes per position", fontsize=9)
     return _save(fig, path)
 
 
-def viewpoint_polar(episodes, path, title="", theta_max=25.0) -> Path:
+def viewpoint_polar(episodes, path, outcomes, title="", theta_max=25.0) -> Path:
     """θ as the radius, φ as the angle; colour = success rate at that viewpoint; the train view is θ = 0."""
     plt = _plt()
     by_view = defaultdict(list)
     for e in episodes:
         if e.get("view") is not None:
-            by_view[tuple(np.round(e["view"], 3))].append(SCORE.get(e.get("outcome"), 0.0) == 1.0)
+            by_view[tuple(np.round(e["view"], 3))].append(e.get("outcome") == outcomes.success)
     fig = plt.figure(figsize=(4.5, 4.5))
     ax = fig.add_subplot(projection="polar")
     if by_view:

@@ -161,6 +161,20 @@ class Report:
     def settings(self) -> dict:
         return self.spec.get("report") or {}
 
+    @property
+    def outcomes(self):
+        """The scene's :class:`pxp.core.contracts.Outcomes` (how episodes end, their weights and colours)."""
+        scene = (self.spec.get("scene") or {}).get("type")
+        comp = self.registry.components["scenes"].get(scene)
+        outcomes = getattr(comp.config_model, "outcomes", None) if comp else None
+        if outcomes is None:
+            raise ValueError(f"report: scene {scene!r} is not installed or declares no outcomes")
+        return outcomes
+
+    def score(self, episodes) -> dict:
+        """Counts, rates and intervals of these episodes (:func:`pxp.experiment.stats.summarize_outcomes`)."""
+        return stats.summarize_outcomes((e.get("outcome") for e in episodes), self.outcomes)
+
     def summary(self, evaluation: str) -> dict:
         return self.results.get("summaries", {}).get(evaluation, {})
 
@@ -321,13 +335,12 @@ def evaluation_section(report: Report, doc: Doc, name: str, eps: list) -> None:
 
 
 def policy_table(report: Report, doc: Doc, groups: dict) -> None:
-    rows = []
+    rows, names, success = [], list(report.outcomes.names), report.outcomes.success_rate
     for pol, eps in groups.items():
-        s = stats.summarize_outcomes(e.get("outcome") for e in eps)
-        c = s["counts"]
-        rows.append([pol, report.label(pol), s["n"], c["PLACE"], c["GRASP"], c["MISS"], s["errors"],
-                     pct(s["place"]), wpct(s["weighted"])])
-    doc.table(["Policy", "Head", "n", "PLACE", "GRASP", "MISS", "errors", "Success (95% CI)", "Weighted (95% CI)"], rows)
+        s = report.score(eps)
+        rows.append([pol, report.label(pol), s["n"], *(s["counts"][o] for o in names), s["errors"],
+                     pct(s[success]), wpct(s["weighted"])])
+    doc.table(["Policy", "Head", "n", *names, "errors", "Success (95% CI)", "Weighted (95% CI)"], rows)
 
 
 def position_figures(report: Report, doc: Doc, name: str, eps: list, summary: dict) -> None:
@@ -340,8 +353,9 @@ def position_figures(report: Report, doc: Doc, name: str, eps: list, summary: di
     doc.img(report.rel(plots.position_map(train, test, report.plots / f"{name}_positions.png", extent=extent)),
             "train (green) and test (blue) positions")
     for pol, pe in by_policy(eps).items():
-        p = plots.outcome_grid(pe, report.plots / f"{name}_{pol}_outcomes.png", title=f"{pol}: outcomes", extent=extent)
-        doc.img(report.rel(p), f"{pol}: green = placed, yellow = grasped, red = missed (label: places/episodes)")
+        p = plots.outcome_grid(pe, report.plots / f"{name}_{pol}_outcomes.png", report.outcomes, title=f"{pol}: outcomes",
+                               extent=extent)
+        doc.img(report.rel(p), f"{pol}: {report.outcomes.legend}")
 
 
 # ---------------------------------------------------------------- training and provenance

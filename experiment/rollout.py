@@ -4,7 +4,7 @@
     loop: policy.predict(image, state, camera) → (T, 4) targets
           → scene.servo(target_xyz, gripper, ...) for the first ``replan_every`` targets,
             each for exactly ``steps_per_target`` control steps (the demos' target_stride)
-          → stop at PLACE (released) or after ``max_steps`` control steps
+          → stop at the scene's success outcome or after ``max_steps`` control steps
     outcome = scene.outcome()
 
 ``scene.servo`` is the ONLY path from a prediction to the robot, and :func:`_execute` is the only
@@ -16,20 +16,12 @@ A malformed prediction raises :class:`PredictionError` instead of being "repaire
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import numpy as np
 
 from pxp.core.camera import Camera
-
-# Thresholds for the diagnostics (not for the outcome: that is the scene's stage detection).
-REACH_DIST = 0.08  # m, grip site ↔ bowl origin; the expert grasps the rim ≈ 6 cm from the origin
-LIFT_HEIGHT = 0.03  # m above the bowl's resting height counts as "lifted"
-FAILURES = ("never reached the bowl", "closed too early", "never closed the gripper", "never lifted",
-            "grasp failed", "dropped", "placed off the plate", "never released")
-
 
 class PredictionError(ValueError):
     """A policy returned something that is not a (T, 4) array of finite targets."""
@@ -74,7 +66,8 @@ def rollout(
     obs = scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
     if hasattr(policy, "reset"):
         policy.reset()  # per-episode state (e.g. the expert's plan pointer); never sees the scene
-    tracker = _Tracker(obs, record_frames, frame_every)
+    tracker = _Recorder(scene, obs, record_frames, frame_every)
+    success = scene.outcomes.success
     steps, predictions = 0, 0
     while steps < max_steps:
         targets = _predict(policy, obs, scene.camera)
@@ -84,8 +77,8 @@ def rollout(
             tracker.update(scene.observe(image=False))
             if steps >= max_steps:
                 break
-        if stop_when_placed and scene.outcome() == "PLACE":
-            break  # PLACE means resting on the plate and released (the scene checks the bowl is not held)
+        if stop_when_placed and scene.outcome() == success:
+            break  # e.g. resting on the target and released: the scene's success is final
         obs = scene.observe()
     outcome = scene.outcome()
     tracker.finish(scene.observe(image=False))
@@ -131,7 +124,7 @@ def _validate(out: Any, policy) -> np.ndarray:
     return arr
 
 
-def _execute(scene, target: np.ndarray, max_steps: int, tol, tracker: "_Tracker") -> int:
+def _execute(scene, target: np.ndarray, max_steps: int, tol, tracker: "_Recorder") -> int:
     """THE executor call: the only place pxp moves a robot for a policy. Returns control steps used.
 
     Per-step observations are only requested when a video is recorded: each one renders a frame
@@ -147,44 +140,27 @@ def _execute(scene, target: np.ndarray, max_steps: int, tol, tracker: "_Tracker"
 
 # ----------------------------------------------------------------------------- diagnostics
 
-class _Tracker:
-    """Bookkeeping between servo calls: distances, lift, grip events, frames for a video."""
+class _Recorder:
+    """Between servo calls: the scene's own tracker (``scene.tracker(obs)``, for its diagnostics) and the
+    frames for a video, each with the stage badge the tracker names."""
 
-    def __init__(self, obs: dict, record_frames: bool, frame_every: int):
-        self.rest_z = float(obs["bowl_pos"][2])
-        self.last = obs
-        self.min_eef_bowl = _dist(obs["eef_pos"], obs["bowl_pos"])
-        self.max_lift = 0.0
-        self.closed = False  # the current gripper command
-        self.close_dist: float | None = None  # eef–bowl distance when the gripper was first commanded closed
-        self.close_z: float | None = None  # eef height then
-        self.lift_asked = False  # a target above close_z + LIFT_HEIGHT was commanded with the hand closed
-        self.lifted = False
-        self.dropped = False  # the bowl fell out of the closed hand
-        self.final: dict = {}
+    def __init__(self, scene, obs: dict, record_frames: bool, frame_every: int):
+        make = getattr(scene, "tracker", None)
+        self.tracker = make(obs) if make is not None else None
         self.recording, self._every, self._n = record_frames, max(1, int(frame_every)), 0
         self.frames: list[np.ndarray] = [np.array(obs["image"])] if record_frames else []
-        self.stages: list[str] = [obs.get("stage", "MISS")] if record_frames else []  # per-frame badge
+        self.stages: list = [self._badge(obs)] if record_frames else []  # per-frame badge
+
+    def _badge(self, obs: dict):
+        return self.tracker.badge(obs) if self.tracker is not None else obs.get("stage")
 
     def command(self, gripper: float, target_z: float) -> None:
-        closed = gripper >= 0.5
-        if closed and self.close_dist is None:
-            self.close_dist = _dist(self.last["eef_pos"], self.last["bowl_pos"])  # where it was when told to close
-            self.close_z = float(self.last["eef_pos"][2])
-        if closed and self.close_z is not None and target_z > self.close_z + LIFT_HEIGHT:
-            self.lift_asked = True
-        self.closed = closed
+        if self.tracker is not None:
+            self.tracker.command(gripper, target_z)
 
     def update(self, obs: dict) -> None:
-        self.last = obs
-        d = _dist(obs["eef_pos"], obs["bowl_pos"])
-        self.min_eef_bowl = min(self.min_eef_bowl, d)
-        lift = float(obs["bowl_pos"][2]) - self.rest_z
-        self.max_lift = max(self.max_lift, lift)
-        if lift > LIFT_HEIGHT:
-            self.lifted = True
-        elif self.lifted and lift < LIFT_HEIGHT / 2 and self.closed and d > REACH_DIST:
-            self.dropped = True  # down again, hand still closed but away from it: it fell out (not lowered)
+        if self.tracker is not None:
+            self.tracker.update(obs)
 
     def on_step(self, obs: dict) -> None:
         """servo's per-step callback, passed only while recording a video."""
@@ -192,45 +168,14 @@ class _Tracker:
         self._n += 1
         if self._n % self._every == 0 and obs.get("image") is not None:
             self.frames.append(np.array(obs["image"]))
-            # The badge follows outcome(): once lifted, GRASP stays until a PLACE.
-            stage = obs.get("stage", "MISS")
-            self.stages.append("GRASP" if stage == "MISS" and self.lifted else stage)
+            self.stages.append(self._badge(obs))
 
     def finish(self, obs: dict) -> None:
-        self.update(obs)
-        self.final = {"bowl_plate": _dist(obs["bowl_pos"][:2], obs["plate_pos"][:2]),
-                      "lift": float(obs["bowl_pos"][2]) - self.rest_z}
+        if self.tracker is not None:
+            self.tracker.finish(obs)
 
     def diagnostics(self, outcome: str) -> dict:
-        return {
-            "min_eef_bowl_dist": round(self.min_eef_bowl, 4),
-            "max_bowl_lift": round(self.max_lift, 4),
-            "final_bowl_plate_dist": round(self.final.get("bowl_plate", math.nan), 4),
-            "gripper_closed_at_dist": None if self.close_dist is None else round(self.close_dist, 4),
-            "first_failure": self.first_failure(outcome),
-        }
-
-    def first_failure(self, outcome: str) -> str | None:
-        """The earliest stage that went wrong, in task order; None for a PLACE."""
-        if outcome == "PLACE":
-            return None
-        if self.min_eef_bowl > REACH_DIST:
-            return "never reached the bowl"
-        if self.close_dist is None:
-            return "never closed the gripper"
-        if self.close_dist > REACH_DIST:
-            return "closed too early"
-        if not self.lifted:  # a hand that closed at the bowl and was never told to rise did not fail a grasp
-            return "grasp failed" if self.lift_asked else "never lifted"
-        if self.dropped:
-            return "dropped"
-        if self.final.get("lift", 0.0) > LIFT_HEIGHT:
-            return "never released"
-        return "placed off the plate"
-
-
-def _dist(a, b) -> float:
-    return float(np.linalg.norm(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)))
+        return self.tracker.diagnostics(outcome) if self.tracker is not None else {}
 
 
 # ----------------------------------------------------------------------------- test policies

@@ -3,11 +3,9 @@
 Why intervals everywhere: public PARA-vs-ACT numbers disagree by tens of points between pages, and
 with 100 episodes a 54% rate is compatible with anything from 44% to 63%. A bare rate is not a result.
 
-Definitions (one episode = one outcome string):
-- ``PLACE``: the bowl ended on the plate (success).
-- ``GRASP``: the bowl was lifted but not placed.
-- ``MISS``: the bowl was never lifted.
-- weighted score: PLACE = 1, GRASP = 0.5, MISS = 0 (the seed's "Wtd" column).
+One episode = one outcome string. Which strings exist, which one is success, the weighted score of each
+and the rates a summary reports are the scene's (:class:`pxp.core.contracts.Outcomes`, declared by its
+config model): every function here takes that ``scheme``.
 
 Episodes that crashed (``error`` set, outcome ``None``) are not outcomes: they are counted in
 ``errors`` and left out of ``n``, so a crash neither helps nor hurts a policy silently; the report
@@ -20,8 +18,6 @@ from itertools import combinations
 
 import numpy as np
 
-OUTCOMES = ("PLACE", "GRASP", "MISS")
-WEIGHTS = {"PLACE": 1.0, "GRASP": 0.5, "MISS": 0.0}
 # norm.isf(0.025), the critical value statsmodels uses; a literal so that importing this module (and the
 # evaluator plugins, at `pxp list-plugins` time) does not pull in scipy.stats (~0.5 s). A test checks it.
 Z95 = 1.9599639845400545
@@ -90,25 +86,23 @@ def _rate(k: float, n: int) -> dict:
     return {"k": k, "n": n, "rate": (k / n) if n else math.nan, "ci": [lo, hi]}
 
 
-def summarize_outcomes(outcomes) -> dict:
-    """Counts, rates and intervals for a list of outcome strings (``None`` = crashed episode)."""
+def summarize_outcomes(outcomes, scheme) -> dict:
+    """Counts, the scheme's rates and intervals for a list of outcome strings (``None`` = crashed episode)."""
     outcomes = list(outcomes)
-    valid = [o for o in outcomes if o in WEIGHTS]
-    unknown = [o for o in outcomes if o is not None and o not in WEIGHTS]
+    weights = scheme.weights
+    valid = [o for o in outcomes if o in weights]
+    unknown = [o for o in outcomes if o is not None and o not in weights]
     if unknown:
-        raise ValueError(f"unknown outcomes {sorted(set(map(str, unknown)))}; expected {OUTCOMES}")
+        raise ValueError(f"unknown outcomes {sorted(set(map(str, unknown)))}; expected {tuple(scheme.names)}")
     n = len(valid)
-    counts = {o: valid.count(o) for o in OUTCOMES}
-    scores = [WEIGHTS[o] for o in valid]
+    counts = {o: valid.count(o) for o in scheme.names}
+    scores = [weights[o] for o in valid]
     weighted = float(np.mean(scores)) if n else math.nan
     return {
         "n": n,
         "errors": len(outcomes) - n,
         "counts": counts,
-        "place": _rate(counts["PLACE"], n),
-        "grasp": _rate(counts["GRASP"], n),  # lifted but NOT placed
-        "grasped_or_better": _rate(counts["PLACE"] + counts["GRASP"], n),
-        "miss": _rate(counts["MISS"], n),
+        **{key: _rate(sum(counts[o] for o in counted), n) for key, counted in scheme.rates.items()},
         "weighted": {
             "score": weighted,
             "n": n,
@@ -119,23 +113,25 @@ def summarize_outcomes(outcomes) -> dict:
     }
 
 
-def paired_mcnemar(a: dict, b: dict) -> dict:
-    """Exact McNemar on PLACE between two policies' episodes keyed by pairing key.
+def paired_mcnemar(a: dict, b: dict, scheme) -> dict:
+    """Exact McNemar on success between two policies' episodes keyed by pairing key
+    (:func:`pxp.core.results.pair_key`).
 
     ``a`` and ``b`` map a key (same cell/offset, view and seed) to an outcome; only keys present in
     both with a valid outcome count. Returns the discordant counts, n pairs and the p-value.
     """
-    keys = sorted(k for k in set(a) & set(b) if a[k] in WEIGHTS and b[k] in WEIGHTS)
-    only_a = sum(1 for k in keys if a[k] == "PLACE" and b[k] != "PLACE")
-    only_b = sum(1 for k in keys if b[k] == "PLACE" and a[k] != "PLACE")
+    ok, win = scheme.weights, scheme.success
+    keys = sorted(k for k in set(a) & set(b) if a[k] in ok and b[k] in ok)
+    only_a = sum(1 for k in keys if a[k] == win and b[k] != win)
+    only_b = sum(1 for k in keys if b[k] == win and a[k] != win)
     return {"pairs": len(keys), "only_a": only_a, "only_b": only_b, "p_value": mcnemar_exact(only_a, only_b)}
 
 
-def all_paired_tests(by_policy: dict[str, dict]) -> list[dict]:
+def all_paired_tests(by_policy: dict[str, dict], scheme) -> list[dict]:
     """McNemar for every pair of policies that share at least one paired episode."""
     tests = []
     for pa, pb in combinations(sorted(by_policy), 2):
-        t = paired_mcnemar(by_policy[pa], by_policy[pb])
+        t = paired_mcnemar(by_policy[pa], by_policy[pb], scheme)
         if t["pairs"]:
             tests.append({"a": pa, "b": pb, **t})
     return tests

@@ -1,4 +1,4 @@
-"""mp4 videos of episodes with the stage indicator overlaid (✔ PLACE, ↑ GRASP, ✘ MISS)."""
+"""mp4 videos of episodes with the stage badge overlaid (the scene's ``Outcomes.badges``: text and colour)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,13 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from pxp.core import io
-
-STAGE_STYLE = {
-    "PLACE": ("✔ PLACE", (40, 170, 60)),
-    "GRASP": ("↑ GRASP", (230, 180, 0)),
-    "MISS": ("✘ MISS", (210, 40, 40)),
-}
-
 
 @lru_cache(maxsize=4)
 def _font(size: int):
@@ -25,15 +18,15 @@ def _font(size: int):
     return ImageFont.truetype(str(path), size)
 
 
-def overlay_stage(frame: np.ndarray, stage: str | None, caption: str = "") -> np.ndarray:
-    """Draw the stage badge (and an optional caption) on a copy of an RGB uint8 frame."""
+def overlay_stage(frame: np.ndarray, stage: str | None, caption: str = "", badges: dict | None = None) -> np.ndarray:
+    """Draw the stage's badge (``badges[stage]`` = (text, RGB)) and an optional caption on a copy of a frame."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(np.ascontiguousarray(frame))
     draw = ImageDraw.Draw(img)
     size = max(10, img.height // 14)
-    if stage in STAGE_STYLE:
-        text, colour = STAGE_STYLE[stage]
+    if stage in (badges or {}):
+        text, colour = badges[stage]
         box = draw.textbbox((0, 0), text, font=_font(size))
         w, h = box[2] - box[0] + 2 * (pad := size // 3), box[3] - box[1] + 2 * pad
         draw.rectangle([4, 4, 4 + w, 4 + h], fill=colour)
@@ -47,8 +40,10 @@ def overlay_stage(frame: np.ndarray, stage: str | None, caption: str = "") -> np
     return np.asarray(img)
 
 
-def write_video(path: Path | str, frames, *, stages=None, caption: str = "", fps: int = 20) -> Path:
-    """Write frames (N, H, W, 3 uint8) as an H.264 mp4; ``stages`` is one label per frame or one for all."""
+def write_video(path: Path | str, frames, *, stages=None, caption: str = "", fps: int = 20,
+                badges: dict | None = None) -> Path:
+    """Write frames (N, H, W, 3 uint8) as an H.264 mp4; ``stages`` is one label per frame or one for all,
+    drawn with ``badges`` (the scene's ``Outcomes.badges``)."""
     import imageio.v3 as iio
 
     frames = np.asarray(frames)
@@ -58,7 +53,7 @@ def write_video(path: Path | str, frames, *, stages=None, caption: str = "", fps
         stages = [stages] * len(frames)
     # H.264 with yuv420p needs even sizes; pad by one pixel where needed.
     ph, pw = frames.shape[1] % 2, frames.shape[2] % 2
-    out = [np.pad(overlay_stage(f, s, caption), ((0, ph), (0, pw), (0, 0))) for f, s in zip(frames, stages)]
+    out = [np.pad(overlay_stage(f, s, caption, badges), ((0, ph), (0, pw), (0, 0))) for f, s in zip(frames, stages)]
     with io.atomic_path(path) as tmp:
         iio.imwrite(tmp, np.stack(out), fps=fps, codec="libx264", plugin="pyav" if _has_pyav() else "FFMPEG",
                     **({} if _has_pyav() else {"macro_block_size": 1}))

@@ -203,6 +203,9 @@ def check_evaluator(registry: Registry, name: str, **fields):
     report section, if any, is markdown."""
     evaluator = registry.create("evaluators", registry.get("evaluators", name).config_model(**fields))
     assert callable(getattr(evaluator, "run", None)), "an evaluator has run(ctx) -> episodes"
+    if getattr(evaluator, "outcomes", False) is None:  # pxp's Evaluator base class: run(ctx) would set them
+        evaluator.outcomes = next(c.config_model.outcomes for c in registry.components["scenes"].values()
+                                  if hasattr(c.config_model, "outcomes"))
     episodes = [{"evaluation": "e", "evaluator": name, "policy": p, "cell": [0, i], "offset": [0.0, 0.01 * i],
                  "view": None, "seed": i, "outcome": None, "steps": 1, "error": "check", "diagnostics": {},
                  "labels": {}} for p in ("a", "b") for i in range(2)]

@@ -59,7 +59,9 @@ def registry():
 
 
 def make(registry, name, **fields):
-    return registry.create("evaluators", registry.get("evaluators", name).config_model(**fields))
+    ev = registry.create("evaluators", registry.get("evaluators", name).config_model(**fields))
+    ev.outcomes = registry.get("scenes", "libero_bowl_plate").config_model.outcomes  # what run(ctx) sets
+    return ev
 
 
 # ----------------------------------------------------------------------------- configs

@@ -332,9 +332,9 @@ AT_BOWL = (-0.06, 0.25, 0.94)
 
 def _label(script, outcome):
     """script: (gripper command, eef, bowl) per servo call, starting from the robot at home."""
-    from pxp.experiment.rollout import FAILURES, _Tracker
+    from pxp.plugins.scenes.libero.outcomes import FAILURES, BowlTracker
 
-    t = _Tracker({**_obs((-0.2, 0.0, 1.17), REST), "image": None}, False, 1)
+    t = BowlTracker({**_obs((-0.2, 0.0, 1.17), REST), "image": None})
     for grip, eef, bowl in script:
         t.command(grip, eef[2])  # the target these scripts command is where the hand then is
         t.update(_obs(eef, bowl))

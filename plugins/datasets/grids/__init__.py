@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
+from pxp.experiment.evaluation import episode_seed  # (base, index): independent of worker count and order
 
 class _GridDatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -107,8 +108,8 @@ class ViewpointGridConfig(_GridDatasetConfig):
 # Episodes
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class EpisodeTask:
-    """Everything a worker needs for one episode (picklable: the scene config is a pydantic model)."""
+class DemoTask:
+    """Everything a worker needs for one demonstration (picklable: the scene config is a pydantic model)."""
 
     index: int
     cell: int
@@ -122,12 +123,7 @@ class EpisodeTask:
     plugins: Any = None  # the run's RegistryRecipe: the worker builds the scene with the same plugins
 
 
-def episode_seed(base: int, index: int) -> int:
-    """Independent of worker count and order, and different for every episode of a dataset."""
-    return int(np.random.SeedSequence([int(base) & 0xFFFFFFFF, int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def run_episode(task: EpisodeTask) -> dict:
+def run_episode(task: DemoTask) -> dict:
     """Worker side: reset the (cached) scene, run the expert with recording, pack for the writer."""
     from pxp.core.plugins import registry_from_recipe
     from pxp.core.pool import worker_cache
@@ -139,7 +135,7 @@ def run_episode(task: EpisodeTask) -> dict:
     return _pack(task, ep)
 
 
-def _pack(task: EpisodeTask, ep: dict) -> dict:
+def _pack(task: DemoTask, ep: dict) -> dict:
     from pxp.core.camera import Camera
 
     phases = list(dict.fromkeys(ep["phase"].tolist()))
@@ -149,11 +145,11 @@ def _pack(task: EpisodeTask, ep: dict) -> dict:
              "bowl_final": ep["bowl_pos"][-1], "plate_final": ep["plate_pos"][-1],
              "outcome": str(ep["outcome"]), "libero_success": bool(ep["libero_success"]), "steps": int(ep["steps"]),
              "phases": phases}
-    obs = {"agentview_rgb": ep["image"], "eef_pos": ep["eef_pos"], "eef_pixel": ep["eef_pixel"],
+    obs = {task.scene_config.image_key: ep["image"], "eef_pos": ep["eef_pos"], "eef_pixel": ep["eef_pixel"],
            "gripper": ep["gripper"], "bowl_pos": ep["bowl_pos"], "plate_pos": ep["plate_pos"]}
     extra = {"phase": np.array([phases.index(p) for p in ep["phase"].tolist()], np.int8)}
     return {"obs": obs, "actions": ep["action"], "camera": Camera.from_dict(ep["camera"]), "extra": extra,
-            "attrs": attrs, "success": ep["outcome"] == "PLACE"}
+            "attrs": attrs, "success": ep["outcome"] == task.scene_config.outcomes.success}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +168,7 @@ class GridGenerator(abc.ABC):
         """The cells this generator covers (positions or viewpoints)."""
 
     @abc.abstractmethod
-    def plan(self, scene_cfg) -> list[EpisodeTask]:
+    def plan(self, scene_cfg) -> list[DemoTask]:
         """Every episode of the dataset, in a fixed order (the order resume relies on)."""
 
     def generate(self, path: Path, ctx) -> dict:
@@ -246,7 +242,7 @@ class GridGenerator(abc.ABC):
         grid = self.grid(scene_cfg)
         return {"pxp_version": pxp.__version__, "generator": self.name,
                 "generator_config": self.cfg.model_dump(mode="json"), "scene_config": scene_cfg.model_dump(mode="json"),
-                "n_planned": n_planned, "grid_shape": (grid.rows, grid.cols),
+                "n_planned": n_planned, "grid_shape": (grid.rows, grid.cols), "image_key": scene_cfg.image_key,
                 "libraries": library_versions(getattr(ctx, "registry", None))}
 
     def _extent(self, scene_cfg):
@@ -282,7 +278,7 @@ class PositionGridGenerator(GridGenerator):
     def grid(self, scene_cfg) -> Grid:
         return position_grid(self.cfg.rows, self.cfg.cols, self._extent(scene_cfg))
 
-    def plan(self, scene_cfg) -> list[EpisodeTask]:
+    def plan(self, scene_cfg) -> list[DemoTask]:
         grid, key, c = self.grid(scene_cfg), self._scene_key(scene_cfg), self.cfg
         view = c.view if c.view is not None else getattr(scene_cfg, "view", None)  # recorded as it is used
         tasks = []
@@ -291,8 +287,8 @@ class PositionGridGenerator(GridGenerator):
             self._check_offset(scene_cfg, off)
             for _ in range(c.episodes_per_cell):
                 i = len(tasks)
-                tasks.append(EpisodeTask(i, int(cell), int(row), int(col), (float(off[0]), float(off[1])),
-                                         view, episode_seed(c.seed, i), scene_cfg, key))
+                tasks.append(DemoTask(i, int(cell), int(row), int(col), (float(off[0]), float(off[1])),
+                                      view, episode_seed(c.seed, i), scene_cfg, key))
         return tasks
 
 
@@ -302,7 +298,7 @@ class ViewpointGridGenerator(GridGenerator):
     def grid(self, scene_cfg) -> Grid:
         return viewpoint_grid(self.cfg.n_theta, self.cfg.n_phi, self.cfg.theta_max)
 
-    def plan(self, scene_cfg) -> list[EpisodeTask]:
+    def plan(self, scene_cfg) -> list[DemoTask]:
         grid, key, c = self.grid(scene_cfg), self._scene_key(scene_cfg), self.cfg
         (x0, x1), (y0, y1) = self._extent(scene_cfg)
         tasks = []
@@ -313,8 +309,8 @@ class ViewpointGridGenerator(GridGenerator):
                 seed = episode_seed(c.seed, i)
                 # the position comes from the episode's own seed: reproducible, independent of the others
                 dx, dy = np.random.default_rng([seed, 1]).uniform((x0, y0), (x1, y1))
-                tasks.append(EpisodeTask(i, int(cell), int(row), int(col), (float(dx), float(dy)),
-                                         (float(view[0]), float(view[1])), seed, scene_cfg, key))
+                tasks.append(DemoTask(i, int(cell), int(row), int(col), (float(dx), float(dy)),
+                                      (float(view[0]), float(view[1])), seed, scene_cfg, key))
         return tasks
 
 

@@ -72,7 +72,7 @@ class DataEfficiency(Evaluator):
     def summarize(self, episodes: list[dict]) -> dict:
         summary = super().summarize(episodes)
         labels = {e["policy"]: e.get("labels") or {} for e in episodes}
-        rows = [{"init": labels[p].get("init"), "demos": labels[p].get("demos"), "policy": p, **_row(s)}
+        rows = [{"init": labels[p].get("init"), "demos": labels[p].get("demos"), "policy": p, **_row(s, self.outcomes)}
                 for p, s in summary["policies"].items()]
         summary["table"] = sorted(rows, key=lambda r: (str(r["init"]), r["demos"] if r["demos"] is not None else 1e9))
         return summary
@@ -88,9 +88,11 @@ def _demos(ctx, policy: str):
     return getattr(pol, "demos", None)
 
 
-def _row(s: dict) -> dict:
-    return {"place_count": s["counts"]["PLACE"], "grasp_count": s["counts"]["GRASP"], "n": s["n"],
-            "errors": s["errors"], "place": s["place"], "weighted": s["weighted"]}
+def _row(s: dict, outcomes) -> dict:
+    """The seed's columns: the best and second-best outcome's counts (P, G), the success rate, the weighted score."""
+    best, second = outcomes.names[:2]
+    return {"place_count": s["counts"][best], "grasp_count": s["counts"][second], "n": s["n"],
+            "errors": s["errors"], "place": s[outcomes.success_rate], "weighted": s["weighted"]}
 
 
 @hookimpl

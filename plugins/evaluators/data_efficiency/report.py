@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from pxp.experiment import plots, stats
+from pxp.experiment import plots
 from pxp.experiment.report import by_policy, position_figures
 from pxp.experiment.stats import pct, wpct
 
@@ -12,21 +12,23 @@ def data_efficiency_figures(report, doc, name: str, eps: list, summary: dict) ->
     """Positions and outcomes, then success and weighted score by demo count × initialisation (the seed's layout)."""
     position_figures(report, doc, name, eps, summary)
     spec, groups = report.spec, by_policy(eps)
+    (best, second), rate = report.outcomes.names[:2], report.outcomes.success_rate  # the seed's P and G columns
     rows, series, cells = [], defaultdict(list), {}
     inits = list(dict.fromkeys(_init_of(spec, kv) for kv in groups.items()))  # the evaluator's order
     for pol, eps in sorted(groups.items(), key=lambda kv: (inits.index(_init_of(spec, kv)), _demos(spec, kv[0]) or 0)):
-        s = stats.summarize_outcomes(e.get("outcome") for e in eps)
+        s = report.score(eps)
         label = f"{report.label(pol)} {_init_of(spec, (pol, eps))}"
         demos = _demos(spec, pol)
-        rows.append([label, demos if demos is not None else "all", s["counts"]["PLACE"], s["counts"]["GRASP"], s["n"],
-                     pct(s["place"]), wpct(s["weighted"])])
+        rows.append([label, demos if demos is not None else "all", s["counts"][best], s["counts"][second], s["n"],
+                     pct(s[rate]), wpct(s["weighted"])])
         cells[(demos if demos is not None else "all", label)] = s
         if demos is not None and s["n"]:
-            series[label].append((demos, s["place"]["rate"], *s["place"]["ci"]))
+            series[label].append((demos, s[rate]["rate"], *s[rate]["ci"]))
     doc.h(3, "Success and weighted score by demo count")
     doc.table(["Policy", "Demos", "P", "G", "n", "Binary (95% CI)", "Weighted (95% CI)"], rows)
-    _pivot(doc, cells, "Binary success (PLACE) by demo count × initialisation", lambda s: pct(s["place"]))
-    _pivot(doc, cells, "Weighted score (PLACE = 1, GRASP = 0.5) by demo count × initialisation", lambda s: wpct(s["weighted"]))
+    weights = ", ".join(f"{o} = {w:g}" for o, w in report.outcomes.weights.items() if w)
+    _pivot(doc, cells, f"Binary success ({best}) by demo count × initialisation", lambda s: pct(s[rate]))
+    _pivot(doc, cells, f"Weighted score ({weights}) by demo count × initialisation", lambda s: wpct(s["weighted"]))
     doc.img(report.rel(plots.rate_curves(dict(series), report.plots / f"{name}_curves.png", "demos",
                                             "success vs demo count")), "success vs demo count")
 

@@ -1,7 +1,7 @@
 """The viewpoint evaluator's part of its report section: success per θ and per viewpoint."""
 from __future__ import annotations
 
-from pxp.experiment import plots, stats
+from pxp.experiment import plots
 from pxp.experiment.report import by_policy
 
 
@@ -11,14 +11,14 @@ def viewpoint_figures(report, doc, name: str, eps: list, summary: dict) -> None:
     if not any(e.get("view") is not None for e in eps):
         return
     thetas = sorted({round(e["view"][0], 1) for eps in groups.values() for e in eps if e.get("view") is not None})
-    rows, series = [], {}
+    rows, series, rate = [], {}, report.outcomes.success_rate
     for pol, eps in groups.items():
         row, pts = [pol], []
         for th in thetas:
-            s = stats.summarize_outcomes(e.get("outcome") for e in eps if e.get("view") and round(e["view"][0], 1) == th)
-            row.append(f"{100 * s['place']['rate']:.0f}% (n={s['n']})" if s["n"] else "–")
+            s = report.score(e for e in eps if e.get("view") and round(e["view"][0], 1) == th)
+            row.append(f"{100 * s[rate]['rate']:.0f}% (n={s['n']})" if s["n"] else "–")
             if s["n"]:
-                pts.append((th, s["place"]["rate"], *s["place"]["ci"]))
+                pts.append((th, s[rate]["rate"], *s[rate]["ci"]))
         rows.append(row)
         series[pol] = pts
     doc.h(3, "Success per θ (averaged over φ)")
@@ -26,5 +26,5 @@ def viewpoint_figures(report, doc, name: str, eps: list, summary: dict) -> None:
     doc.img(report.rel(plots.rate_curves(series, report.plots / f"{name}_per_theta.png", "θ (degrees)",
                                             "success per θ, 95% intervals")), "success per θ")
     for pol, eps in groups.items():
-        doc.img(report.rel(plots.viewpoint_polar(eps, report.plots / f"{name}_{pol}_polar.png", f"{pol}")),
+        doc.img(report.rel(plots.viewpoint_polar(eps, report.plots / f"{name}_{pol}_polar.png", report.outcomes, f"{pol}")),
                 f"{pol}: success per viewpoint (star: training view)")

@@ -40,10 +40,9 @@ class ParaVsActSummary:
         act = [p for p in groups if report.label(p) == "ACT"]
         if report.spec["evaluations"][name]["type"] == "data_efficiency" or not para or not act:
             return None  # data efficiency compares demo counts, not one PARA with one ACT
-        a = stats.summarize_outcomes(e.get("outcome") for e in groups[para[0]])
-        b = stats.summarize_outcomes(e.get("outcome") for e in groups[act[0]])
+        a, b = report.score(groups[para[0]]), report.score(groups[act[0]])
         test = stats.paired_mcnemar({episode_pair_key(e): e.get("outcome") for e in groups[para[0]]},
-                                    {episode_pair_key(e): e.get("outcome") for e in groups[act[0]]})
+                                    {episode_pair_key(e): e.get("outcome") for e in groups[act[0]]}, report.outcomes)
         delta = f"{100 * (a['place']['rate'] - b['place']['rate']):+.0f} pts" if a["n"] and b["n"] else "–"
         return [name, report.axis(name), pct(a["place"]), pct(b["place"]), delta,
                 f"p={test['p_value']:.3g} ({test['pairs']} pairs)" if test["pairs"] else "unpaired",

@@ -1,10 +1,12 @@
 """The LIBERO bowl→plate scene's config and its measured layout (cheap to import)."""
 from __future__ import annotations
 
-from typing import Literal, Optional, Tuple
+from typing import ClassVar, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pxp.core.contracts import Outcomes
+from pxp.plugins.scenes.libero.outcomes import OUTCOMES
 
 # Measured on LIBERO-Spatial task 0 (DESIGN.md §5): nominal object centres before the offset, table extent.
 BOWL_XY, PLATE_XY = (-0.065, 0.200), (0.055, 0.200)
@@ -44,6 +46,8 @@ class LiberoSceneConfig(BaseModel):
     """LIBERO-Spatial task 0 (black bowl → plate) with pxp's placement, cameras and executor."""
 
     model_config = ConfigDict(extra="forbid")
+    outcomes: ClassVar[Outcomes] = OUTCOMES  # PLACE / GRASP / MISS, their weights and plot/video styles
+    image_key: ClassVar[str] = "agentview_rgb"  # the camera its demonstrations store images under
     type: Literal["libero_bowl_plate"] = "libero_bowl_plate"
     image_size: int = Field(448, ge=16, le=2048, description="square image side, pixels")
     clutter: str = Field("clean", description="clean (distractors and furniture removed) | distractors")

@@ -335,6 +335,17 @@ class LiberoScene:
         return np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
 
     # -- observation and stages ---------------------------------------------------------------
+    @property
+    def outcomes(self):
+        """PLACE / GRASP / MISS (see outcomes.py)."""
+        return self.cfg.outcomes
+
+    def tracker(self, obs: dict):
+        """The rollout's bookkeeping for this scene's diagnostics (first failure, distances)."""
+        from pxp.plugins.scenes.libero.outcomes import BowlTracker
+
+        return BowlTracker(obs)
+
     def observe(self, image: bool = True) -> dict:
         eef = self._eef_pos()
         obs = {
