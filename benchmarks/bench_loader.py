@@ -74,7 +74,7 @@ def loader_rate(path: Path, frames: str, batch: int, seconds: float) -> float:
 
     from pxp.experiment.data import DemoDataset
 
-    ds = DemoDataset(path, horizon=4, stride=4, frames=frames, height_bins=(32, 0.88, 1.2))
+    ds = DemoDataset(path, horizon=4, stride=4, frames=frames)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -107,7 +107,7 @@ def step_rate(path: Path, model: str, size: int, batch: int, steps: int, device:
     objective = reg.create("objectives", obj)
     tcfg = TrainConfig(steps=steps, batch_size=batch, num_workers=0)
     loop = LoopStep(policy, objective, make_optimizer(policy, tcfg), tcfg, amp_dtype(tcfg.amp, dev))
-    ds = DemoDataset(path, horizon=4, stride=4, frames="ram", height_bins=(32, 0.88, 1.2))
+    ds = DemoDataset(path, horizon=4, stride=4, frames="ram")
     data = Batches(ds, batch, seed=0, device=dev)
     batches = [next(data) for _ in range(steps + 1)]  # loading is not timed here
     policy.net.train()

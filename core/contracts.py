@@ -267,7 +267,8 @@ class ReportSection(Protocol):
 
     ``order`` places it (the framework's: 20 evaluations, 40 training, 90 provenance); ``render(report,
     doc)`` reads the run through ``report`` (``run_dir``, ``spec``, ``episodes``, ``evaluations``,
-    ``summary(name)``, ``label(policy)``, ``plots``, ``rel(path)``, ``registry``) and writes to ``doc``
+    ``summary(name)``, ``outcomes``, ``score(episodes)``, ``label(policy)``, ``axis(name)``, ``plots``,
+    ``rel(path)``, ``registry``) and writes to ``doc``
     (a :class:`Document`). It writes nothing when the run has nothing for it."""
 
     title: str

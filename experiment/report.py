@@ -181,14 +181,16 @@ class Report:
     def label(self, policy: str) -> str:
         """How reports name a policy's head: the head config's ``label`` (e.g. a family name), else its type."""
         head = self.spec["policies"].get(policy, {}).get("head", {}).get("type", "")
-        model = self.registry.components["heads"].get(head)
-        return getattr(model.config_model, "label", None) or head or "?" if model else head or "?"
+        comp = self.registry.components["heads"].get(head)
+        label = getattr(comp.config_model, "label", None) if comp else None
+        return label or head or "?"
 
     def axis(self, evaluation: str) -> str:
         """What an evaluation varies, for headings: its config model's ``axis``, else its type."""
         etype = self.spec["evaluations"][evaluation]["type"]
         comp = self.registry.components["evaluators"].get(etype)
-        return getattr(comp.config_model, "axis", None) or etype if comp else etype
+        axis = getattr(comp.config_model, "axis", None) if comp else None
+        return axis or etype
 
     def evaluator(self, evaluation: str):
         """The evaluation's evaluator, built from the resolved spec (None, with a warning, if it cannot be)."""

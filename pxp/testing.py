@@ -180,10 +180,18 @@ def check_objective(registry: Registry, name: str, sample: HeadSample, **fields)
 # ---------------------------------------------------------------- scenes, evaluators, report sections
 
 def check_scene(registry: Registry, name: str, **fields):
-    """A scene builds, resets to an observation with the documented keys, servoes, names an outcome, closes."""
+    """A scene declares its outcomes and image key, builds, resets to an observation with the documented keys,
+    servoes, names one of its outcomes, and closes."""
     import numpy as np
 
-    scene = registry.create("scenes", registry.get("scenes", name).config_model(**fields))
+    from pxp.core.contracts import Outcomes
+
+    model = registry.get("scenes", name).config_model
+    outcomes = getattr(model, "outcomes", None)
+    assert isinstance(outcomes, Outcomes), f"{name}: the config model declares no outcomes (a ClassVar[Outcomes])"
+    assert outcomes.success in outcomes.weights and set(outcomes.names) == set(outcomes.weights), "outcomes: names ≠ weights"
+    assert isinstance(getattr(model, "image_key", None), str), f"{name}: the config model declares no image_key"
+    scene = registry.create("scenes", model(**fields))
     try:
         obs = scene.reset(offset=(0.0, 0.0), view=None, seed=0)
         for key in ("image", "eef_pos", "eef_pixel", "gripper"):
@@ -191,7 +199,7 @@ def check_scene(registry: Registry, name: str, **fields):
         assert np.asarray(obs["image"]).dtype == np.uint8 and np.asarray(obs["image"]).ndim == 3, "image: (H, W, 3) uint8"
         result = scene.servo(np.asarray(obs["eef_pos"], float), 0.0, max_steps=2)
         assert isinstance(result, dict), "servo() returns a dict"
-        assert isinstance(scene.outcome(), str), "outcome() names how the episode ended"
+        assert scene.outcome() in outcomes.names, f"outcome() {scene.outcome()!r} is not one of {outcomes.names}"
         assert scene.camera is not None
     finally:
         getattr(scene, "close", lambda: None)()

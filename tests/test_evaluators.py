@@ -295,3 +295,14 @@ def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, mon
     assert [(e["policy"], e["outcome"]) for e in results["episodes"]] == [
         ("para", "PLACE"), ("para", "PLACE"), ("act", "MISS"), ("act", "MISS")]
     assert results["summaries"]["lr"]["paired"][0]["pairs"] == 2
+
+
+@pytest.mark.parametrize("name", EVALUATORS)
+def test_builtin_evaluators_and_report_sections_meet_their_contracts(registry, name, tmp_path):
+    from pxp.plugins.reports.para_vs_act import ParaVsActSummary
+    from pxp.plugins.reports.probe import ProbeSection
+    from pxp.testing import check_evaluator, check_report_section
+
+    check_evaluator(registry, name, policies={"scratch": ["a"]} if name == "data_efficiency" else ["a"])
+    for section in (ParaVsActSummary(), ProbeSection()):
+        assert check_report_section(section, registry) == "\n"  # an empty run: nothing to say

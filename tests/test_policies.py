@@ -391,3 +391,15 @@ def test_height_bins():
     assert np.allclose(c[[0, -1]], [0.925, 1.175]) and para.height_bin_index(c, 6, (0.9, 1.2)).tolist() == list(range(6))
     with pytest.raises(ValueError):
         para.height_bin_index(1.0, 0, (0.9, 1.2))
+
+
+@pytest.mark.parametrize("head, fields, objective", [
+    ("para_volume", {"horizon": 2, "height_bins": 4, "heatmap_size": 8, "hidden_dim": 8}, "behavior_cloning"),
+    ("para_volume", {"horizon": 2, "height_bins": 1, "heatmap_size": 8, "hidden_dim": 8}, "point_track_2d"),
+    ("act_regression", {"horizon": 2, "hidden_dim": 8}, "behavior_cloning"),
+    ("act_regression", {"horizon": 2, "hidden_dim": 8, "space": "image"}, "point_track_2d"),
+])
+def test_builtin_heads_and_objectives_meet_their_contracts(reg, head, fields, objective):
+    from pxp.testing import check_head, check_objective
+
+    check_objective(reg, objective, check_head(reg, head, **fields))
