@@ -196,7 +196,8 @@ class Scene(Protocol):
     ``run_expert(record=True, ...)`` returns a demonstration (per-step arrays); ``outcomes`` (also on its
     config model) names how episodes end; optional ``tracker(obs) -> EpisodeTracker`` for diagnostics.
     Its config model declares ``outcomes: ClassVar[Outcomes]`` and ``image_key: ClassVar[str]``, the name
-    its demonstrations store camera images under."""
+    its demonstrations store camera images under, and may declare ``tracked`` (the ``<object>_pos`` states
+    a demonstration keeps) and ``episode_checks`` (boolean entries of an expert episode kept per demo)."""
 
     camera: Any
     workspace: tuple

@@ -138,18 +138,20 @@ def run_episode(task: DemoTask) -> dict:
 def _pack(task: DemoTask, ep: dict) -> dict:
     from pxp.core.camera import Camera
 
+    scene = task.scene_config
+    tracked = tuple(getattr(scene, "tracked", ()))  # object states the scene keeps in its demos: "<object>_pos"
     phases = list(dict.fromkeys(ep["phase"].tolist()))
     attrs = {"cell": task.cell, "cell_rc": (task.row, task.col), "offset": task.offset,
              "viewpoint": task.view if task.view is not None else (0.0, 0.0), "seed": task.seed,
-             "bowl_init": ep["bowl_pos"][0], "plate_init": ep["plate_pos"][0],
-             "bowl_final": ep["bowl_pos"][-1], "plate_final": ep["plate_pos"][-1],
-             "outcome": str(ep["outcome"]), "libero_success": bool(ep["libero_success"]), "steps": int(ep["steps"]),
-             "phases": phases}
-    obs = {task.scene_config.image_key: ep["image"], "eef_pos": ep["eef_pos"], "eef_pixel": ep["eef_pixel"],
-           "gripper": ep["gripper"], "bowl_pos": ep["bowl_pos"], "plate_pos": ep["plate_pos"]}
+             **{f"{k.removesuffix('_pos')}_init": ep[k][0] for k in tracked},
+             **{f"{k.removesuffix('_pos')}_final": ep[k][-1] for k in tracked},
+             **{k: bool(ep[k]) for k in getattr(scene, "episode_checks", ())},
+             "outcome": str(ep["outcome"]), "steps": int(ep["steps"]), "phases": phases}
+    obs = {scene.image_key: ep["image"], "eef_pos": ep["eef_pos"], "eef_pixel": ep["eef_pixel"],
+           "gripper": ep["gripper"], **{k: ep[k] for k in tracked}}
     extra = {"phase": np.array([phases.index(p) for p in ep["phase"].tolist()], np.int8)}
     return {"obs": obs, "actions": ep["action"], "camera": Camera.from_dict(ep["camera"]), "extra": extra,
-            "attrs": attrs, "success": ep["outcome"] == task.scene_config.outcomes.success}
+            "attrs": attrs, "success": ep["outcome"] == scene.outcomes.success}
 
 
 # ---------------------------------------------------------------------------------------------

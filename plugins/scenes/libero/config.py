@@ -48,6 +48,8 @@ class LiberoSceneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcomes: ClassVar[Outcomes] = OUTCOMES  # PLACE / GRASP / MISS, their weights and plot/video styles
     image_key: ClassVar[str] = "agentview_rgb"  # the camera its demonstrations store images under
+    tracked: ClassVar[tuple] = ("bowl_pos", "plate_pos")  # object states its demonstrations keep
+    episode_checks: ClassVar[tuple] = ("libero_success",)  # the expert's own success checks, kept per demo
     type: Literal["libero_bowl_plate"] = "libero_bowl_plate"
     image_size: int = Field(448, ge=16, le=2048, description="square image side, pixels")
     clutter: str = Field("clean", description="clean (distractors and furniture removed) | distractors")
