@@ -20,7 +20,6 @@ import numpy as np
 import yaml
 
 from pxp.core import io
-from pxp.core.results import episode_pair_key
 from . import plots, stats
 from .stats import pct, wpct  # noqa: F401  (the one rate format; re-exported for sections)
 
