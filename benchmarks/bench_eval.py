@@ -2,7 +2,7 @@
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/bench_eval.py --episodes 6 --image-size 128 --workers 1 2
 
-Runs the same episodes through ``pxp.core.evaluation.run_episodes`` (the shared worker pool, as
+Runs the same episodes through ``pxp.experiment.evaluation.run_episodes`` (the shared worker pool, as
 ``pxp run`` does) with each worker count; wall time includes starting the workers and building
 their scenes (≈ 3 s each), as a real evaluation pays once per worker.
 
@@ -29,7 +29,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def tiny_para_checkpoint(root: Path, image_size: int) -> str:
     """A random tiny PARA policy written as a real checkpoint (what load_policy reads)."""
     from pxp.core.plugins import get_registry
-    from pxp.core.policy import build_policy, write_checkpoint
+    from pxp.experiment.policy import build_policy, write_checkpoint
 
     reg = get_registry()
     bb = reg.get("backbones", "tiny_vit").config_model(image_size=image_size)
@@ -41,7 +41,7 @@ def tiny_para_checkpoint(root: Path, image_size: int) -> str:
 
 
 def tasks_for(policy: str, checkpoint: str, n: int, image_size: int, max_steps: int):
-    from pxp.core.evaluation import EpisodeTask, pick_positions
+    from pxp.experiment.evaluation import EpisodeTask, pick_positions
     from pxp.core.grid import SplitConfig
     from pxp.plugins.scenes.libero import LiberoSceneConfig
 
@@ -54,7 +54,7 @@ def tasks_for(policy: str, checkpoint: str, n: int, image_size: int, max_steps: 
 
 
 def bench(tasks, workers: int) -> dict:
-    from pxp.core.evaluation import run_episodes
+    from pxp.experiment.evaluation import run_episodes
 
     t0 = time.perf_counter()
     eps = run_episodes(tasks, workers=workers)

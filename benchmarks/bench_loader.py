@@ -51,7 +51,7 @@ def synthetic_frames(n: int, size: int, seed: int) -> np.ndarray:
 
 def write_dataset(path: Path, demos: int, frames: int, size: int) -> Path:
     from pxp.core.camera import Camera
-    from pxp.core.data import DemoWriter
+    from pxp.experiment.data import DemoWriter
 
     cam = Camera.from_fovy(45.0, size, size, position=[0.66, 0.0, 1.61],
                            rotation_world_from_mjcam=[[0, -0.628, 0.778], [1, 0, 0], [0, 0.778, 0.628]])
@@ -72,9 +72,9 @@ def loader_rate(path: Path, frames: str, batch: int, seconds: float) -> float:
     """Samples/s of DataLoader(num_workers=0) batches: what one worker process delivers."""
     import torch
 
-    from pxp.core.data import DemoDataset
+    from pxp.experiment.data import DemoDataset
 
-    ds = DemoDataset(path, horizon=4, stride=4, frames=frames, height_bins=(32, 0.88, 1.2))
+    ds = DemoDataset(path, horizon=4, stride=4, frames=frames)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -89,11 +89,11 @@ def step_rate(path: Path, model: str, size: int, batch: int, steps: int, device:
     """Samples/s of pxp's training step (PARA head, behaviour cloning) on real batches from the loader."""
     import torch
 
-    from pxp.core.data import DemoDataset
+    from pxp.experiment.data import DemoDataset
     from pxp.core.plugins import get_registry
-    from pxp.core.policy import build_policy
+    from pxp.experiment.policy import build_policy
     from pxp.core.spec import TrainConfig
-    from pxp.core.training import Batches, LoopStep, amp_dtype, make_optimizer
+    from pxp.experiment.training import Batches, LoopStep, amp_dtype, make_optimizer
     from pxp.plugins.backbones.vit import DinoV2Config, TinyViTConfig
     from pxp.plugins.heads.para import ParaVolumeConfig
     from pxp.plugins.objectives.losses import BehaviorCloningConfig
@@ -107,7 +107,7 @@ def step_rate(path: Path, model: str, size: int, batch: int, steps: int, device:
     objective = reg.create("objectives", obj)
     tcfg = TrainConfig(steps=steps, batch_size=batch, num_workers=0)
     loop = LoopStep(policy, objective, make_optimizer(policy, tcfg), tcfg, amp_dtype(tcfg.amp, dev))
-    ds = DemoDataset(path, horizon=4, stride=4, frames="ram", height_bins=(32, 0.88, 1.2))
+    ds = DemoDataset(path, horizon=4, stride=4, frames="ram")
     data = Batches(ds, batch, seed=0, device=dev)
     batches = [next(data) for _ in range(steps + 1)]  # loading is not timed here
     policy.net.train()
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.dataset or write_dataset(Path(tmp) / "bench.hdf5", args.demos, args.frames, args.size)
-        from pxp.core.data import DemoDataset, FrameCache
+        from pxp.experiment.data import DemoDataset, FrameCache
 
         size = DemoDataset(path, horizon=1, frames="hdf5")._image(0, 0).shape[0]
         t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     MUJOCO_GL=egl .venv/bin/python benchmarks/bench_ray.py --episodes 12 --cores 2
 
 The same evaluation episodes (the scripted expert through the executor, ``builtin:expert``, 64 px)
-go through ``pxp.core.evaluation.run_episodes`` twice: on the local pool with ``--cores`` workers, and
+go through ``pxp.experiment.evaluation.run_episodes`` twice: on the local pool with ``--cores`` workers, and
 as Ray tasks (1 CPU each) on a single-node Ray started with ``num_cpus=--cores``. Both timings include
 starting the workers and building their scenes, as a real evaluation pays once per worker; Ray's own
 start (GCS, raylet: a few seconds, once per ``pxp run``) is timed separately. The ratio Ray / pool is
@@ -20,7 +20,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def tasks(n: int, image_size: int, max_steps: int):
-    from pxp.core.evaluation import EpisodeTask
+    from pxp.experiment.evaluation import EpisodeTask
     from pxp.plugins.scenes.libero import LiberoSceneConfig
 
     scene = LiberoSceneConfig(image_size=image_size)
@@ -31,7 +31,7 @@ def tasks(n: int, image_size: int, max_steps: int):
 
 def timed(todo, cores: int, executor=None) -> tuple[float, list]:
     from pxp.core import pool
-    from pxp.core.evaluation import run_episodes
+    from pxp.experiment.evaluation import run_episodes
 
     t0 = time.perf_counter()
     with pool.using_executor(executor):

@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --head act
     python benchmarks/bench_train.py --device cuda --backbone vits14 --size 224 --batch 16
 
-pxp's side is ``pxp.core.training.LoopStep`` (exactly what ``train()`` runs each step: lr schedule,
+pxp's side is ``pxp.experiment.training.LoopStep`` (exactly what ``train()`` runs each step: lr schedule,
 autocast, Policy.forward, the registered objective, AdamW, on-device loss sums and NaN flag) plus the
 loop's own bookkeeping; the bare side calls the same backbone and head modules and writes the loss
 inline. Both start from identical weights. Prints the time per step of each and the ratio (goal ≤ 1.10).
@@ -43,7 +43,7 @@ def make_batch(B: int, T: int, size: int, device):
 
 def build(args):
     from pxp.core.plugins import get_registry
-    from pxp.core.policy import build_policy
+    from pxp.experiment.policy import build_policy
     from pxp.plugins.backbones.vit import DinoV2Config, TinyViTConfig
     from pxp.plugins.heads.act import ActRegressionConfig
     from pxp.plugins.heads.para import ParaVolumeConfig
@@ -127,7 +127,7 @@ def main(argv=None) -> float:
     import torch
 
     from pxp.core.spec import TrainConfig
-    from pxp.core.training import LoopStep, _Budget, amp_dtype, make_optimizer
+    from pxp.experiment.training import LoopStep, _Budget, amp_dtype, make_optimizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -73,7 +73,7 @@ def _load(spec_path, sets=(), smoke=False):
 @click.group(cls=PxpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pxp", prog_name="pxp")
 def cli():
-    """pxp: pixel-aligned (PARA) vs coordinate-regression (ACT) policies under distribution shift."""
+    """pxp: compare robot policies' action heads under distribution shift, end to end in simulation."""
 
 
 @cli.command("list-plugins")
@@ -83,8 +83,13 @@ def list_plugins(as_json):
     reg = get_registry()
     rows = [dict(kind=c.kind[:-1], name=c.name, summary=c.summary, plugin=c.plugin,
                  distribution=c.distribution, version=c.version) for c in reg.all()]
+    with_components = {c.plugin for c in reg.all()}
+    rows += [dict(kind="hooks", name=p.name, summary=_first_doc_line(reg.manager.get_plugin(p.name)), plugin=p.name,
+                  distribution=p.distribution, version=p.version)
+             for p in reg.plugins if p.name not in with_components]  # report sections, commands
     if as_json:
-        click.echo(json.dumps({"components": rows, "failures": [f.__dict__ for f in reg.failures]}, indent=2))
+        click.echo(json.dumps({"components": rows, "plugins": [p.__dict__ for p in reg.plugins],
+                               "failures": [f.__dict__ for f in reg.failures]}, indent=2))
         return
     table = Table(title="pxp plugins")
     for col in ("kind", "name", "summary", "distribution", "version"):
@@ -92,6 +97,10 @@ def list_plugins(as_json):
     for r in rows:
         table.add_row(r["kind"], r["name"], r["summary"], r["distribution"], r["version"])
     Console().print(table)  # failed plugins were already reported on stderr by main()
+
+
+def _first_doc_line(obj) -> str:
+    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
 
 
 @cli.command()
@@ -134,7 +143,7 @@ def run(spec_path, out, force, stages, device, workers, sets, executor, address,
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner, resolve_executor
 
-    from .training import preflight
+    from pxp.experiment.training import preflight
 
     spec = _load(spec_path, sets, smoke)
     preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
@@ -170,47 +179,17 @@ def _require_ray() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 def eval_(run_dir, episodes, sets, workers, device):
     """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
-    from .evaluation import evaluate_run
+    from .runner import evaluate_run
 
     results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True)
     click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 
-def _floats(text: str) -> tuple:
+def floats(text: str) -> tuple:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--points", type=click.IntRange(min=2), default=9, show_default=True, help="Positions per axis line.")
-@click.option("--thetas", default="0,5,10,15,20,25", show_default=True, help="Camera tilts θ (degrees).")
-@click.option("--phis", default="0,90,180,270", show_default=True, help="Camera directions φ (degrees) for θ > 0.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--force", is_flag=True, help="Probe again even if probe.json is up to date.")
-@click.option("--report", "rewrite_report", is_flag=True, help="Rewrite report.md/html with the probe section.")
-def probe(run_dir, points, thetas, phis, device, force, rewrite_report):
-    """Does each policy's grasp target follow the object? (no rollout; see docs/evaluation.md)"""
-    from .probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
-    from .runner import resolve_device
-
-    settings = ProbeSettings(points=points, thetas=_floats(thetas), phis=_floats(phis), seed=read_spec_seed(run_dir))
-    path = run_probe(run_dir, device=resolve_device(device), settings=settings, force=force,
-                     log=lambda m: err_console.print(m, highlight=False))
-    data = json.loads(path.read_text())
-    table = Table(title="median grasp target error, xy cm (to the expert's grasp point; in brackets: to the nearest rim side)")
-    for col in ("policy", "axis", "n", "in training range", "outside", "max"):
-        table.add_column(col)
-    for row in summary_rows(data):
-        table.add_row(*map(str, row))
-    Console().print(table)
-    if rewrite_report:
-        from .report import write_report
-
-        write_report(run_dir)
-    click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")
 
 
 def _add_plugin_commands() -> None:

@@ -4,12 +4,12 @@ A :class:`Grid` has ``rows × cols`` cells; cell ``(r, c)`` has flat index ``r *
 value ``(row_values[r], col_values[c])``.
 
 Position grid (:func:`position_grid`): rows run along world **x** (``dx``), columns along world
-**y** (``dy``); the values are the (dx, dy) offsets applied to bowl and plate together, spaced
+**y** (``dy``); the values are the (dx, dy) offsets a scene applies to its objects together, spaced
 evenly over the extent ``((dx_min, dx_max), (dy_min, dy_max))`` with both ends included.
 
-Direction words are defined by what a person sees in the default agentview image, where the
-camera sits at x ≈ +0.66 looking back at the robot (base at x ≈ −0.66), so world +y points to the
-image's right (checked from LIBERO's camera pose: the camera's x axis is world +y):
+Direction words are defined by what a person sees in the built-in scene's default camera image,
+where the camera sits at x ≈ +0.66 looking back at the robot (base at x ≈ −0.66), so world +y points
+to the image's right (checked from that scene's camera pose: the camera's x axis is world +y):
 
 - ``left``  = the half of the columns with the smaller dy: world −y, the image's left half
   (the robot's right-hand side);  ``right`` = the larger dy (world +y).

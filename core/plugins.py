@@ -12,8 +12,10 @@ message with the ``PXP_DISABLE_PLUGINS`` hint instead of a traceback from deep i
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import types
 import typing
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,12 +66,28 @@ def _hint(plugin: str) -> str:
     return f"; PXP_DISABLE_PLUGINS={plugin} turns the plugin off"
 
 
+@dataclass(frozen=True)
+class RegistryRecipe:
+    """How to load a registry again in another process (a pool worker, a figure task): picklable.
+
+    ``extra`` are (plugin name, importable module name) pairs, e.g. plugins a test injected through
+    :func:`pxp.testing.plugin_registry`; a worker imports them by name (the parent's ``sys.path`` travels
+    with spawned workers), so they work there exactly as in the parent."""
+
+    use_entry_points: bool = True
+    disabled: tuple[str, ...] = ()
+    strict: bool = False
+    extra: tuple[tuple[str, str], ...] = ()
+    unportable: tuple[str, ...] = ()  # plugins given as objects, not modules: a worker cannot import them
+
+
 @dataclass
 class Registry:
     components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
     manager: pluggy.PluginManager | None = None
+    recipe: RegistryRecipe = field(default_factory=RegistryRecipe)
 
     def get(self, kind: str, name: str) -> Component:
         try:
@@ -129,6 +147,10 @@ def _check_config_model(kind: str, name: str, model) -> None:
     ann = fields["type"].annotation
     if typing.get_origin(ann) is not typing.Literal or typing.get_args(ann) != (name,):
         raise PluginError(f"{kind[:-1]} '{name}': config_model.type must be Literal['{name}'], got {ann!r}")
+    declared = {"heads": ("output_kind", str), "objectives": ("accepts", tuple)}.get(kind)
+    if declared and hasattr(model, declared[0]) and not isinstance(getattr(model, declared[0]), declared[1]):
+        raise PluginError(f"{kind[:-1]} '{name}': config_model.{declared[0]} must be a "
+                          f"ClassVar[{declared[1].__name__}] (see pxp.core.contracts)")
 
 
 def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=(), use_entry_points: bool = True) -> Registry:
@@ -141,7 +163,11 @@ def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=()
         disabled = {s.strip() for s in os.environ.get("PXP_DISABLE_PLUGINS", "").split(",") if s.strip()}
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
-    reg = Registry(manager=pm)
+    extra_plugins = list(extra_plugins)
+    modules = [(name, obj.__name__) for name, obj in extra_plugins if isinstance(obj, types.ModuleType)]
+    recipe = RegistryRecipe(use_entry_points, tuple(sorted(disabled)), bool(strict), tuple(modules),
+                            tuple(name for name, obj in extra_plugins if not isinstance(obj, types.ModuleType)))
+    reg = Registry(manager=pm, recipe=recipe)
     provenance: dict[str, PluginInfo] = {}
 
     if use_entry_points:
@@ -172,7 +198,26 @@ def load_registry(*, strict: bool | None = None, disabled=None, extra_plugins=()
                 if strict:
                     raise PluginError(f"plugin '{info.name}' failed while registering {kind}: {_last_line(exc)}") from exc
                 reg.failures.append(PluginFailure(info.name, info.distribution, info.version, _last_line(exc)))
+    _LOADED[recipe] = reg  # the latest registry loaded with this recipe answers for it in this process
     return reg
+
+
+_LOADED: dict[RegistryRecipe, Registry] = {}  # per process: a recipe is loaded once
+
+
+def registry_from_recipe(recipe: RegistryRecipe | None) -> Registry:
+    """The registry ``recipe`` describes: the one already loaded in this process, else loaded now (in a
+    worker process: the same plugins as the parent's registry, injected ones included)."""
+    if recipe is None:
+        return get_registry()
+    if recipe in _LOADED:
+        return _LOADED[recipe]
+    if recipe.unportable:
+        raise PluginError(f"plugin(s) {', '.join(recipe.unportable)} were given as objects, not importable modules: "
+                          "another process cannot load them; register a module instead")
+    extra = [(name, importlib.import_module(module)) for name, module in recipe.extra]
+    return load_registry(strict=recipe.strict, disabled=set(recipe.disabled), extra_plugins=extra,
+                         use_entry_points=recipe.use_entry_points)
 
 
 def _precedence(info: PluginInfo) -> tuple:

@@ -13,7 +13,7 @@ One small interface, so that a different backend (Ray, a cluster) can replace it
   tests and debuggers see plain stack frames (no time limit and no retries there: nothing to kill).
 - ``executor``: where tasks run. ``None`` → the one selected with :func:`using_executor` (the
   runner selects it from ``--executor`` / ``PXP_EXECUTOR`` / the spec), else this local pool.
-  ``"ray"`` runs each task as a Ray task (``core/ray_executor.py``, imported only then).
+  :func:`pxp.core.executors.make_executor` builds one by name (``"ray"``: ``core/ray_executor.py``).
 - Expensive per-process state (a scene with its renderer, ~2 GB) lives in :func:`worker_cache`:
   created lazily by the first task that needs it, reused by the following ones, and closed when
   the :func:`run_tasks` call ends (in-process) or when the worker process exits.
@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["TaskResult", "run_tasks", "start_clock", "worker_cache", "close_worker_cache", "default_workers",
-           "using_executor", "make_executor"]
+           "using_executor"]
 
 
 @dataclass
@@ -222,20 +222,7 @@ def _advance(progress) -> None:
 # ---------------------------------------------------------------------------------------------
 # Executors: the local pool below, or another backend with a run_tasks(fn, tasks, ...) method
 # ---------------------------------------------------------------------------------------------
-EXECUTORS = ("local", "ray")
 _EXECUTOR: list = [None]  # the executor run_tasks uses when not given one; None = the local pool
-
-
-def make_executor(name: str | None, address: str | None = None):
-    """The executor called ``name``: None for the local pool, a RayExecutor for ``"ray"`` (which
-    checks that ray is installed; ray is imported nowhere else)."""
-    if name in (None, "local"):
-        return None
-    if name == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(address=address)
-    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 @contextlib.contextmanager
@@ -282,7 +269,11 @@ def run_tasks(
         yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries,
                                   setup_timeout, executor)
         return
-    backend = make_executor(executor) if isinstance(executor, str) else executor or current_executor()
+    if isinstance(executor, str):  # "local", or a backend built by pxp.core.executors.make_executor
+        if executor != "local":
+            raise ValueError(f"executor {executor!r}: pass the object pxp.core.executors.make_executor builds")
+        executor = None
+    backend = executor or current_executor()
     if backend is not None:  # another backend: it schedules by its own resources, not ``workers``
         yield from backend.run_tasks(fn, tasks, progress=progress, initializer=initializer, initargs=initargs,
                                      timeout=timeout, retries=retries)

@@ -15,7 +15,7 @@ spec; imported only then (``pip install "pxp[ray]"``). What it keeps from the lo
 
 Files cross the network as bytes, never as paths a worker may not see: evaluation checkpoints are shipped to
 each node once (a node-local cache keyed by content), videos written by episodes come back as bytes and are
-written by the driver. Training (:func:`train_remotely`) runs in place when the worker sees the run directory
+written by the driver. Training (:func:`train_remotely`) runs where it is when the worker sees the run directory
 (a shared file system: the driver's token file is readable there), and otherwise ships the dataset and any
 checkpoint to resume from, and ships the checkpoint back. See docs/scaling.md.
 """
@@ -329,27 +329,29 @@ class TrainingUnit:
     ship: bool = False  # ship even when the worker sees the run directory (PXP_RAY_SHIP=1; tests)
     payload: Any = None  # shipping: [ref] to {"data": bytes, "init": {..}, "resume": {..}}
     workspace: Any = None  # the scene's workspace box, resolved on the driver (the worker has no spec)
+    plugins: Any = None  # the run's RegistryRecipe: the worker builds the policy with the same plugins
 
 
 def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
     """Train one policy as a Ray task (a GPU each when the device is CUDA); returns its summary.
 
-    In place when the worker sees the run directory; otherwise the driver ships the dataset and the
+    Where it is when the worker sees the run directory; otherwise the driver ships the dataset and the
     checkpoint to resume from, and writes the checkpoint the worker ships back.
     """
     cuda = str(ctx.device).startswith("cuda")
     ex = executor.with_options(num_gpus=1 if cuda else 0, num_cpus=1 if cuda else _node_cpus(executor))
     init = str(ctx.checkpoint_dir(policy_cfg.init_from)) if policy_cfg.init_from else None
-    from .training import scene_workspace
+    from pxp.experiment.training import scene_workspace
 
     unit = TrainingUnit(name, policy_cfg, str(ctx.run_dir), str(ctx.device), run_token(ctx.run_dir), init,
-                        ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx))
+                        ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx),
+                        plugins=getattr(ctx.registry, "recipe", None))
     out = _run_one(ex, unit)
     if out.get("needs_payload"):
         ctx.log(f"training: {name} runs on a node without the run directory: shipping its dataset and checkpoints")
         out = _run_one(ex, replace(unit, payload=[executor.ray.put(_payload(unit, ctx))]))
     if out.get("files") is not None:
-        from .policy import MARKER
+        from pxp.experiment.policy import MARKER
 
         d = write_dir(ctx.checkpoint_dir(name), out["files"], commit=MARKER)
         for stale in set(read_dir(d)) - set(out["files"]):  # an older step's weights
@@ -390,7 +392,7 @@ def _payload(unit: TrainingUnit, ctx) -> dict:
 
 def train_unit(unit: TrainingUnit) -> dict:
     """Worker side: train in the shared run directory, or in a temp copy of what was shipped."""
-    from .training import train_policy
+    from pxp.experiment.training import train_policy
 
     shared = _reads_token(unit) and not unit.ship
     if shared:
@@ -400,7 +402,7 @@ def train_unit(unit: TrainingUnit) -> dict:
         return {"needs_payload": True}
     import ray
 
-    from .policy import MARKER
+    from pxp.experiment.policy import MARKER
 
     payload = ray.get(unit.payload[0])
     with tempfile.TemporaryDirectory(prefix="pxp-train-") as tmp:
@@ -424,11 +426,12 @@ class _WorkerContext:
     """What train_policy reads from the runner's StageContext, rebuilt in the worker."""
 
     def __init__(self, root: Path, unit: TrainingUnit, init: Path | None = None):
-        from .plugins import get_registry
+        from .plugins import registry_from_recipe
 
         self.root, self.unit, self.device = root, unit, unit.device
         self.init = init if init is not None else (Path(unit.init_dir) if unit.init_dir else None)
-        self.create = get_registry().create
+        self.registry = registry_from_recipe(unit.plugins)
+        self.create = self.registry.create
 
     def dataset_path(self, name: str) -> Path:
         return self.root / "data" / f"{name}.hdf5"

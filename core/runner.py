@@ -24,10 +24,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import io, manifest, pool
-from .errors import PxpError
+from .errors import PxpError, SpecError
+from .executors import EXECUTORS, make_executor
 from .lock import run_lock
+from .results import collect_results
 from .plugins import Registry, get_registry
-from .spec import dump_spec, referenced_policies, resolve_policy_names, scene_config
+from .spec import (apply_overrides, dump_spec, parse_yaml, referenced_policies, resolve_policy_names, scene_config,
+                   validate_spec)
 
 STAGES = ("datasets", "training", "evaluation", "report")
 BUILTIN = "builtin:"  # evaluations may name built-in policies (see core/evaluation.py) beside trained ones
@@ -183,7 +186,7 @@ class Runner:
             check_gl_backend()  # once here, not as one failed episode per task
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
-        executor = pool.make_executor(self.executor_name, self._address)
+        executor = make_executor(self.executor_name, self._address)
         try:
             with self._progress() as progress, pool.using_executor(executor), pool.keep_inline_cache():
                 ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers,
@@ -250,7 +253,7 @@ class Runner:
                                                         [path, path.with_name(path.name + ".partial")], work, verify, [path])
 
     def _stage_training(self, ctx: StageContext) -> None:
-        from .training import train_policy  # torch is imported only when training is needed
+        from pxp.experiment.training import train_policy  # torch is imported only when training is needed
 
         if ctx.executor is not None:
             return self._train_on_cluster(ctx)
@@ -292,10 +295,10 @@ class Runner:
             self.results["evaluation"][name] = self._unit(ctx, "evaluation", name, self.evaluation_hash(name),
                                                           [ctx.eval_dir(name)], work, verify,
                                                           [ctx.eval_dir(name) / "result.json"])
-        write_results(self.run_dir, self.spec)
+        collect_results(self.run_dir, self.spec)
 
     def _stage_report(self, ctx: StageContext) -> None:
-        from .report import write_report
+        from pxp.experiment.report import write_report
 
         io.remove_torn(self.run_dir / "plots")  # temp files of a report that was killed mid-write
         path = write_report(self.run_dir, ctx)
@@ -342,22 +345,9 @@ def training_waves(spec) -> list[list[str]]:
 def resolve_executor(cli_value: str | None, spec) -> str:
     """Where tasks run: --executor, else PXP_EXECUTOR, else the spec's ``executor:``, else the local pool."""
     name = cli_value or os.environ.get("PXP_EXECUTOR") or getattr(spec, "executor", None) or "local"
-    if name not in pool.EXECUTORS:
-        raise PxpError(f"PXP_EXECUTOR={name!r} is not an executor; choose one of {', '.join(pool.EXECUTORS)}")
+    if name not in EXECUTORS:
+        raise PxpError(f"PXP_EXECUTOR={name!r} is not an executor; choose one of {', '.join(EXECUTORS)}")
     return name
-
-
-def write_results(run_dir: Path, spec) -> Path:
-    """Collect every evaluation's episodes and summary into results.json."""
-    from .evaluation import write_results as write
-
-    episodes, summaries = [], {}
-    for name in spec.evaluations:
-        data = io.read_json(Path(run_dir) / "evals" / name / "result.json")
-        if data:
-            episodes.extend(data["episodes"])
-            summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
-    return write(run_dir, episodes, summaries, spec=spec.name)
 
 
 # MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py); anything else makes every
@@ -405,7 +395,7 @@ def _dataset_problem(generator, path: Path) -> str | None:
 
 def _checkpoint_problem(directory: Path) -> str | None:
     """None when the checkpoint's marker is complete and its model file matches the recorded sha256."""
-    from .policy import MARKER, read_marker
+    from pxp.experiment.policy import MARKER, read_marker
 
     directory = Path(directory)
     marker = read_marker(directory)
@@ -433,3 +423,54 @@ def _evaluation_problem(eval_dir: Path) -> str | None:
         if rec is None or (rec.get("outcome"), rec.get("error")) != (ep.get("outcome"), ep.get("error")):
             return f"{Path(eval_dir) / 'result.json'} does not match its journal episodes.jsonl"
     return None
+
+
+# ---------------------------------------------------------------- pxp eval: evaluate a finished run again
+
+def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | None = None, registry=None,
+                 sets=(), device: str | None = None, report: bool = False) -> Path:
+    """Re-evaluate a finished run's saved checkpoints and rewrite results.json (``pxp eval RUN_DIR``).
+
+    ``episodes_override`` sets every evaluation's ``episodes_per_position`` (e.g. more episodes for
+    tighter intervals) and ``sets`` are ``key=value`` overrides of the resolved spec; the evaluations
+    always re-run (``force``), datasets and training are untouched; ``report`` rewrites the report too.
+    """
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "spec.resolved.yaml"
+    if not spec_path.exists():
+        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
+    raw = apply_overrides(parse_yaml(spec_path), sets)
+    if episodes_override is not None:
+        for cfg in (raw.get("evaluations") or {}).values():
+            cfg["episodes_per_position"] = int(episodes_override)
+    spec = validate_spec(raw, registry, source=str(spec_path))
+    _check_checkpoints_match(spec, run_dir, spec_path)
+    stages = ("evaluation", "report") if report else ("evaluation",)
+    Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
+    return run_dir / "results.json"
+
+
+def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
+    """``pxp eval`` evaluates the checkpoints as trained: a resolved spec whose backbone or head was
+    edited afterwards would be reported under a config the weights never had."""
+    from pxp.experiment.policy import read_marker
+
+    problems = []
+    for name, pol in spec.policies.items():
+        marker = read_marker(run_dir / "checkpoints" / name)
+        trained = (marker or {}).get("policy") or {}
+        for part in ("backbone", "head"):
+            now = getattr(pol, part).model_dump(mode="json")
+            if part in trained and _differs(trained[part], now, part):
+                changed = sorted(k for k in set(now) | set(trained[part]) if now.get(k) != trained[part].get(k))
+                problems.append((f"policies.{name}.{part}",
+                                 f"{', '.join(changed)} differ from the checkpoint in checkpoints/{name}; "
+                                 f"undo the edit, or run `pxp run` to train this config"))
+    if problems:
+        raise SpecError(problems, source=str(spec_path))
+
+
+def _differs(trained: dict, now: dict, part: str) -> bool:
+    if part == "backbone":  # evaluation loads the trained tensors, never the pretrained weights file
+        trained, now = {k: v for k, v in trained.items() if k != "weights"}, {k: v for k, v in now.items() if k != "weights"}
+    return trained != now

@@ -58,7 +58,7 @@ class ReportConfig(Strict):
     title: Optional[str] = None
     videos_per_policy: int = Field(2, ge=0, description="episodes rendered to mp4 per policy and evaluation")
     heatmaps: bool = True
-    probe: bool = Field(True, description="probe whether each policy's grasp target follows the object (pxp probe)")
+    probe: bool = Field(True, description="add the probe's section (pxp probe), where a plugin provides one")
 
 
 def _union(models: list[type], kind: str):
@@ -156,7 +156,7 @@ def _set_dotted(d: dict, dotted: str, value: Any) -> None:
 # ---------------------------------------------------------------- loading and checking
 
 def apply_overrides(raw: dict, sets=()) -> dict:
-    """Apply ``a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a raw spec dict, in place."""
+    """Apply ``a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a raw spec dict (modified, and returned)."""
     for item in sets or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -225,10 +225,26 @@ def validate_spec(raw: dict, registry: Registry | None = None, source: str | Non
         spec = model.model_validate(raw)
     except ValidationError as exc:
         raise SpecError([(_format_loc(e, raw), _format_msg(e)) for e in exc.errors()], source=source) from None
-    problems = check_references(spec, groups)
+    problems = check_references(spec, groups) + check_contracts(spec, registry)
     if problems:
         raise SpecError(problems, source=source)
     return spec
+
+
+def check_contracts(spec, registry: Registry) -> list[tuple[str, str]]:
+    """Each policy's objective accepts what its head outputs (``accepts`` / ``output_kind`` of their config
+    models, see :mod:`pxp.core.contracts`): a mismatch is found here, naming both plugins, not at step 1."""
+    problems = []
+    for name, pol in spec.policies.items():
+        head, objective = registry.get("heads", pol.head.type), registry.get("objectives", pol.objective.type)
+        kind = getattr(head.config_model, "output_kind", None)
+        accepts = getattr(objective.config_model, "accepts", None)
+        if kind is not None and accepts is not None and kind not in accepts:
+            problems.append((f"policies.{name}.objective",
+                             f"objective '{objective.name}' (plugin '{objective.plugin}') accepts head outputs "
+                             f"{', '.join(map(repr, accepts))}, but head '{head.name}' (plugin '{head.plugin}') "
+                             f"outputs {kind!r}"))
+    return problems
 
 
 def load_spec(path, registry: Registry | None = None):

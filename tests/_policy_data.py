@@ -68,7 +68,7 @@ def synth_episode(rng, camera: Camera, T: int = 12, goal_y=(-0.18, 0.18)) -> dic
 
 
 def write_demos(path: Path, n_demos: int = 2, T: int = 12, size: int = 64, seed: int = 0, goal_y=(-0.18, 0.18)) -> Path:
-    from pxp.core.data import DemoWriter
+    from pxp.experiment.data import DemoWriter
 
     rng = np.random.default_rng(seed)
     cam = look_at_camera(size, size)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from pxp.plugins.heads._act_impl import ActHead, sincos_2d
-from pxp.plugins.heads.act import ActRegressionConfig
+from pxp.plugins.heads.act.model import ActHead, sincos_2d
+from pxp.plugins.heads.act.config import ActRegressionConfig
 
 
 def head(**kw) -> ActHead:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pxp.core.camera import Camera
-from pxp.core.data import (DatasetError, DemoDataset, DemoWriter, height_bin_centers, height_bin_index,
-                           normalize_image, open_dataset, partial_path, select_demos)
+from pxp.experiment.data import (DatasetError, DemoDataset, DemoWriter, normalize_image, open_dataset, partial_path,
+                                 select_demos)
 
 CAM = Camera.from_fovy(45.0, 16, 12, position=[0.66, 0.0, 1.61],
                        rotation_world_from_mjcam=[[0, -0.628, 0.778], [1, 0, 0], [0, 0.778, 0.628]])
@@ -138,7 +138,7 @@ def test_loader_batch_contract(tmp_path):
     path = tmp_path / "d.hdf5"
     write(path, range(3))
     for preload in (True, False):
-        ds = DemoDataset(path, horizon=3, stride=2, height_bins=(8, 0.9, 1.2), preload=preload)
+        ds = DemoDataset(path, horizon=3, stride=2, preload=preload)
         assert len(ds) == 21
         d, t = ds.locate(7 + 4)  # demo 1, frame 4 of 7
         assert (d, t) == (1, 4)
@@ -150,14 +150,12 @@ def test_loader_batch_contract(tmp_path):
         assert np.allclose(s["target_pos"].numpy(), ref["obs"]["eef_pos"][fut])
         assert np.allclose(s["target_pixel"].numpy(), ref["obs"]["eef_pixel"][fut], atol=1e-4)
         assert s["target_gripper"].tolist() == [1.0, 1.0, 1.0] and s["gripper"].item() == pytest.approx(0.9)
-        assert s["target_height_bin"].dtype == torch.int64
-        assert s["target_height_bin"].tolist() == list(height_bin_index(ref["obs"]["eef_pos"][fut, 2], 8, (0.9, 1.2)))
         assert s["K"].shape == (3, 3) and s["extrinsics"].shape == (4, 4)
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)))
     shapes = {k: tuple(v.shape) for k, v in batch.items()}
     assert shapes == {"image": (4, 3, 12, 16), "eef_pos": (4, 3), "eef_pixel": (4, 2), "gripper": (4,),
                       "target_pos": (4, 3, 3), "target_pixel": (4, 3, 2), "target_gripper": (4, 3),
-                      "target_height_bin": (4, 3), "K": (4, 3, 3), "extrinsics": (4, 4, 4)}
+                      "K": (4, 3, 3), "extrinsics": (4, 4, 4)}
 
 
 def test_frames_from_ram_cache_and_hdf5_are_the_same(tmp_path):
@@ -174,7 +172,7 @@ def test_frames_from_ram_cache_and_hdf5_are_the_same(tmp_path):
 
 
 def test_frame_cache_is_rebuilt_when_stale_or_incomplete(tmp_path):
-    from pxp.core.data import FrameCache
+    from pxp.experiment.data import FrameCache
 
     path = tmp_path / "d.hdf5"
     write(path, range(2))
@@ -196,7 +194,7 @@ def test_frame_cache_is_rebuilt_when_stale_or_incomplete(tmp_path):
 
 
 def test_batches_are_the_same_with_worker_processes(tmp_path):
-    from pxp.core.training import Batches
+    from pxp.experiment.training import Batches
 
     path = tmp_path / "d.hdf5"
     write(path, range(3))
@@ -209,7 +207,7 @@ def test_batches_are_the_same_with_worker_processes(tmp_path):
 
 
 def test_loader_workers_default():
-    from pxp.core.data import loader_workers
+    from pxp.experiment.data import loader_workers
 
     assert loader_workers(None, "cpu") == 0 and loader_workers(3, "cpu") == 3
     assert 0 <= loader_workers(None, "cuda") <= 8
@@ -240,20 +238,3 @@ def test_normalize_image():
     assert normalize_image(np.stack([img, img])).shape == (2, 3, 4, 5)
     with pytest.raises(TypeError):
         normalize_image(x.numpy())  # already float: probably normalised twice
-
-
-def test_height_bins():
-    assert height_bin_index([0.9, 0.949, 0.951, 1.19, 1.2, 2.0, 0.0], 6, (0.9, 1.2)).tolist() == [0, 0, 1, 5, 5, 5, 0]
-    c = height_bin_centers(6, (0.9, 1.2))
-    assert np.allclose(c[[0, -1]], [0.925, 1.175]) and height_bin_index(c, 6, (0.9, 1.2)).tolist() == list(range(6))
-    with pytest.raises(ValueError):
-        height_bin_index(1.0, 0, (0.9, 1.2))
-
-
-def test_height_bins_match_the_policy_decoder():
-    # training labels (here) and the PARA head's decoding (pxp.core.policy) must bin identically
-    from pxp.core.policy import height_bin_index as policy_bins
-
-    z = np.concatenate([np.random.default_rng(0).uniform(0.85, 1.25, 2000), height_bin_centers(32, (0.9, 1.2)),
-                        0.9 + np.arange(33) * 0.3 / 32])  # bin edges included
-    assert np.array_equal(height_bin_index(z, 32, (0.9, 1.2)), policy_bins(z, 32, (0.9, 1.2)))

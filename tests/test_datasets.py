@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pxp.core.data import DatasetError, DemoDataset, open_dataset, partial_path
+from pxp.experiment.data import DatasetError, DemoDataset, open_dataset, partial_path
 from pxp.core.grid import position_grid
 from pxp.core.plugins import get_registry
 from pxp.testing import check_light_import
@@ -157,12 +157,12 @@ def test_truncated_dataset_is_refused(grid_dataset, tmp_path):
 
 def test_loader_on_real_demos(grid_dataset):
     path, _ = grid_dataset
-    a = DemoDataset(path, horizon=4, stride=3, count=2, seed=1, height_bins=(16, 0.9, 1.2))
+    a = DemoDataset(path, horizon=4, stride=3, count=2, seed=1)
     b = DemoDataset(path, horizon=4, stride=3, count=2, seed=1)
     assert [d.episode for d in a.demos] == [d.episode for d in b.demos]
     batch = next(iter(torch.utils.data.DataLoader(a, batch_size=8, shuffle=True)))
     assert batch["image"].shape == (8, 3, 64, 64) and batch["target_pos"].shape == (8, 4, 3)
-    assert batch["target_height_bin"].max() < 16 and set(batch["target_gripper"].unique().tolist()) <= {0.0, 1.0}
+    assert set(batch["target_gripper"].unique().tolist()) <= {0.0, 1.0}
     # targets are pixels of the image the model sees
     K, E = batch["K"][0].double().numpy(), batch["extrinsics"][0].double().numpy()
     from pxp.core.camera import Camera
@@ -215,7 +215,7 @@ def test_config_errors():
         generator(**{**GRID, "extent": ((-0.9, 0.0), (0.0, 0.1))}).plan(Ctx().scene_config())
 
 
-@pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.core.data", "pxp.core.pool", "pxp.core.grid"])
+@pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.experiment.data", "pxp.core.pool", "pxp.core.grid"])
 def test_imports_stay_light(module):
     check_light_import(module)
 

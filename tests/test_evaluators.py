@@ -8,8 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pxp.core import evaluation
-from pxp.core.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes, write_results
+from pxp.core import runner
+from pxp.experiment import evaluation
+from pxp.core.results import write_results
+from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes
 from pxp.testing import check_config_roundtrip, check_light_import, plugin_registry
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -57,7 +59,9 @@ def registry():
 
 
 def make(registry, name, **fields):
-    return registry.create("evaluators", registry.get("evaluators", name).config_model(**fields))
+    ev = registry.create("evaluators", registry.get("evaluators", name).config_model(**fields))
+    ev.outcomes = registry.get("scenes", "libero_bowl_plate").config_model.outcomes  # what run(ctx) sets
+    return ev
 
 
 # ----------------------------------------------------------------------------- configs
@@ -81,7 +85,7 @@ def test_referenced_policies(registry):
 
 
 @pytest.mark.parametrize("module", ["pxp.plugins.evaluators.ood", "pxp.plugins.evaluators.data_efficiency",
-                                    "pxp.core.evaluation", "pxp.core.rollout", "pxp.core.stats"])
+                                    "pxp.experiment.evaluation", "pxp.experiment.rollout", "pxp.experiment.stats"])
 def test_imports_stay_light(module):
     check_light_import(module)
 
@@ -128,7 +132,8 @@ def test_data_efficiency_reads_demo_counts_from_the_spec(registry, tmp_path):
     assert [(r["init"], r["demos"], r["place_count"], r["grasp_count"]) for r in table] == [
         ("pt", None, 2, 0), ("scratch", 1, 0, 1), ("scratch", 3, 1, 1)]
     assert table[2]["weighted"]["score"] == pytest.approx(0.75)
-    assert "| scratch | 3 | s3 | 1 | 1 | 2 |" in ev.report_section(ev.summarize(eps))
+    section = ev.report_section(ev.summarize(eps))  # the demo-count tables are drawn once, by report_figures
+    assert "| s1 | s3 | 2 | 0 | 1 | 1 |" in section and "demos" not in section
 
 
 def test_distractors_default_scene_and_position(registry, tmp_path):
@@ -285,8 +290,19 @@ def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, mon
     assert summary["extent"] == [[-0.32, 0.07], [-0.5, 0.1]] and len(summary["train_offsets"]) == 128
 
     # pxp eval RUN_DIR: the same checkpoints again, with more episodes per position.
-    evaluation.evaluate_run(tmp_path, episodes_override=2, workers=1, registry=registry)
+    runner.evaluate_run(tmp_path, episodes_override=2, workers=1, registry=registry)
     results = json.loads((tmp_path / "results.json").read_text())
     assert [(e["policy"], e["outcome"]) for e in results["episodes"]] == [
         ("para", "PLACE"), ("para", "PLACE"), ("act", "MISS"), ("act", "MISS")]
     assert results["summaries"]["lr"]["paired"][0]["pairs"] == 2
+
+
+@pytest.mark.parametrize("name", EVALUATORS)
+def test_builtin_evaluators_and_report_sections_meet_their_contracts(registry, name, tmp_path):
+    from pxp.plugins.reports.para_vs_act import ParaVsActSummary
+    from pxp.plugins.reports.probe import ProbeSection
+    from pxp.testing import check_evaluator, check_report_section
+
+    check_evaluator(registry, name, policies={"scratch": ["a"]} if name == "data_efficiency" else ["a"])
+    for section in (ParaVsActSummary(), ProbeSection()):
+        assert check_report_section(section, registry) == "\n"  # an empty run: nothing to say

@@ -69,7 +69,7 @@ def test_gripper_label_is_the_command_that_arrived_at_the_frame():
     the command the rollout applies while moving to a target at frame f."""
     import numpy as np
 
-    from pxp.core.data import gripper_labels
+    from pxp.experiment.data import gripper_labels
 
     commands = np.array([0, 0, 1, 1, 1, 0, 0], dtype=float)
     assert gripper_labels(commands).tolist() == [0, 0, 0, 1, 1, 1, 0]

@@ -455,7 +455,7 @@ def pipeline(tmp_path_factory):
 
 
 def test_worker_killed_while_generating_costs_no_episode(pipeline):
-    from pxp.core.data import open_dataset
+    from pxp.experiment.data import open_dataset
 
     run, _, _, _, first_log = pipeline
     with open_dataset(run / "data" / "d.hdf5") as f:
@@ -475,8 +475,8 @@ def test_killed_training_resumes_without_duplicate_metrics(pipeline):
 
 
 def test_deleted_and_corrupted_outputs_are_recomputed(pipeline, tmp_path):
-    from pxp.core.data import open_dataset
-    from pxp.core.policy import read_checkpoint
+    from pxp.experiment.data import open_dataset
+    from pxp.experiment.policy import read_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(pipeline[0], run)
@@ -512,19 +512,24 @@ def test_pxp_eval_rejects_a_resolved_spec_edited_away_from_its_checkpoint(pipeli
 
 # ---------------------------------------------------------------- report details
 
-def test_summary_without_valid_episodes_shows_no_nan_and_counts_failures():
-    from pxp.core.report import Doc, _summary, _training_section
+def test_summary_without_valid_episodes_shows_no_nan_and_counts_failures(tmp_path):
+    from pxp.core import io
+    from pxp.experiment.report import Doc, FailedEpisodes, Report, TrainingSection
+    from pxp.plugins.reports.para_vs_act import ParaVsActSummary
+    from pxp.testing import plugin_registry
 
-    spec = {"evaluations": {"e": {"type": "position_split"}},
+    spec = {"name": "x", "scene": {"type": "libero_bowl_plate"}, "evaluations": {"e": {"type": "position_split"}},
             "policies": {"para": {"head": {"type": "para_volume"}, "backbone": {"type": "tiny_vit"},
                                   "objective": {"type": "behavior_cloning"}, "dataset": "d"},
                          "act": {"head": {"type": "act_regression"}, "backbone": {"type": "tiny_vit"},
                                  "objective": {"type": "behavior_cloning"}, "dataset": "d"}}}
-    eps = [{"policy": "para", "outcome": None, "error": "timed out after 8 s (the worker was killed)", "seed": 0},
-           {"policy": "act", "outcome": "PLACE", "error": None, "seed": 0}]
-    doc = Doc()
-    _summary(doc, spec, {"e": eps})
-    _training_section(doc, Path("/nonexistent"), spec)
+    eps = [{"evaluation": "e", "policy": "para", "outcome": None, "error": "timed out after 8 s (the worker was killed)",
+            "seed": 0}, {"evaluation": "e", "policy": "act", "outcome": "PLACE", "error": None, "seed": 0}]
+    (tmp_path / "spec.resolved.yaml").write_text(yaml.safe_dump(spec))
+    io.write_json(tmp_path / "results.json", {"episodes": eps, "summaries": {}})
+    report, doc = Report(tmp_path, plugin_registry()), Doc()
+    for section in (ParaVsActSummary(), FailedEpisodes(), TrainingSection()):  # the report's order
+        section.render(report, doc)
     text = doc.markdown()
     assert "nan" not in text and "| 1 / 0 |" in text and "e: 1 of 2 (1× timed out after 8 s)" in text
     assert "| tiny_vit |" in text and "tiny_vit:" not in text

@@ -1,4 +1,4 @@
-"""Heatmap strips (core/heatmaps.py) on a tiny run directory: a synthetic 64 px dataset, a PARA and an
+"""Prediction strips (experiment/heatmaps.py, the heads' figures) on a tiny run directory: a synthetic 64 px dataset, a PARA and an
 ACT trained for a few steps, and OOD rows rendered from the real LIBERO scene at the episodes' resets."""
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import yaml
 from PIL import Image
 
 from pxp.core import io
-from pxp.core.data import open_dataset
-from pxp.core.heatmaps import N_TRAIN, strip_size, write_strips
-from pxp.core.policy import load_policy
+from pxp.experiment.data import open_dataset
+from pxp.experiment.heatmaps import N_TRAIN, strip_size, write_strips
+from pxp.experiment.policy import load_policy
 from pxp.core.spec import TrainConfig
-from pxp.core.training import train_policy
+from pxp.experiment.training import train_policy
 from pxp.plugins.backbones.vit import TinyViTConfig
 from pxp.plugins.heads.act import ActRegressionConfig
 from pxp.plugins.heads.para import ParaVolumeConfig
+from pxp.plugins.heads.para.figures import heatmaps
 from pxp.plugins.objectives.losses import BehaviorCloningConfig
 from pxp.testing import plugin_registry
 
@@ -78,14 +79,14 @@ def test_policy_heatmaps_are_per_step_distributions(run):
         cam, image = f.camera(0), f.read(0, "obs/agentview_rgb", 0)
         state = {"eef_pos": f.read(0, "obs/eef_pos", 0), "eef_pixel": f.read(0, "obs/eef_pixel", 0),
                  "gripper": float(f.read(0, "obs/gripper", 0))}
-    hm = para.heatmaps(image, state, cam)
+    hm = heatmaps(para, image, state, cam)
     assert hm.shape == (2, 16, 16) and np.all(hm >= 0)
     np.testing.assert_allclose(hm.sum(axis=(1, 2)), 1.0, rtol=1e-5)
     out, dec = para.infer(image, state, cam)
     assert out["logits"].shape == (1, 2, 4, 16, 16)
     np.testing.assert_allclose(dec["xyz"][0], para.predict(image, state, cam)[:, :3])  # predict, unchanged
     with pytest.raises(TypeError, match="regression"):
-        act.heatmaps(image, state, cam)
+        heatmaps(act, image, state, cam)
 
 
 def test_strips_for_each_policy_with_train_and_ood_rows(run):
@@ -106,7 +107,7 @@ def test_strips_for_each_policy_with_train_and_ood_rows(run):
 
 @pytest.mark.filterwarnings("ignore:No artists with labels")  # the report's empty demo-count plot
 def test_the_report_writes_and_embeds_the_strips(run, capfd):
-    from pxp.core.report import write_report
+    from pxp.experiment.report import write_report
 
     root, _ = run
     for p in (root / "plots").glob("*_heatmaps.png"):

@@ -24,8 +24,8 @@ def test_every_package_directory_is_listed_in_pyproject():
 def test_builtin_entry_points_resolve_to_modules():
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
     for name, target in cfg["project"]["entry-points"]["pxp"].items():
-        rel = target.replace("pxp.plugins.", "plugins.").replace(".", "/") + ".py"
-        assert (REPO / rel).exists(), f"entry point {name} → {target}: no file {rel}"
+        rel = target.replace("pxp.plugins.", "plugins.").replace(".", "/")
+        assert (REPO / rel / "__init__.py").exists(), f"entry point {name} → {target}: no plugin folder {rel}/"
 
 
 def test_example_plugin_installs_and_is_listed(tmp_path):

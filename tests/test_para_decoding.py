@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pxp.core.policy import height_bin_centers
-from pxp.plugins.heads import para
-from pxp.plugins.heads.para import ParaVolumeConfig
+from pxp.plugins.heads.para.geometry import height_bin_centers
+from pxp.plugins.heads.para import geometry as para
+from pxp.plugins.heads.para.config import ParaVolumeConfig
 from tests._policy_data import look_at_camera
 
 N, n = 8, 16
@@ -60,7 +60,7 @@ def test_without_subcell_the_peak_is_the_argmax_cell():
 def test_head_batch_decode_matches_the_single_sample_decode():
     import torch
 
-    from pxp.plugins.heads._para_impl import ParaHead
+    from pxp.plugins.heads.para.model import ParaHead
 
     head = ParaHead(CFG, in_dim=8)
     logits = torch.randn(2, 1, N, n, n) * 3

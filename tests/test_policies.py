@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pxp.core import policy as pol
-from pxp.core.data import height_bin_index as loader_height_bin_index
+from pxp.experiment import policy as pol
 from pxp.plugins.backbones.vit import DinoV2Config, TinyViTConfig
 from pxp.plugins.heads import para
 from pxp.plugins.heads.act import ActRegressionConfig
@@ -53,7 +52,7 @@ def test_plugins_register_and_import_light(reg):
         check_config_roundtrip(reg, kind, name, **fields)
     for module in ("backbones.vit", "heads.para", "heads.act", "objectives.losses"):
         check_light_import(f"pxp.plugins.{module}")
-    check_light_import("pxp.core.training")
+    check_light_import("pxp.experiment.training")
 
 
 def test_tiny_vit_and_random_dinov2_shapes(reg):
@@ -143,7 +142,7 @@ def test_param_groups_separate_backbone_lr_and_skip_decay_where_it_harms():
     """Backbone lr = lr × backbone_lr_scale (default 0.1 for pretrained weights, 1 for random init);
     no weight decay on biases, norms, pos_embed, cls_token or learned embedding vectors."""
     from pxp.core.spec import TrainConfig
-    from pxp.core.training import make_optimizer, param_groups
+    from pxp.experiment.training import make_optimizer, param_groups
     from pxp.testing import plugin_registry
 
     reg = plugin_registry()
@@ -197,7 +196,7 @@ def test_para_gelu_never_hands_subnormal_gradients_to_the_convs():
     below 1e-30 to 0 while training on CPU; its forward is exactly GELU."""
     import torch.nn.functional as F
 
-    from pxp.plugins.heads._para_impl import FLUSH_BELOW, FlushGELU
+    from pxp.plugins.heads.para.model import FLUSH_BELOW, FlushGELU
 
     x = torch.tensor([-4.0, -3.0, -3.0, -0.5, -0.5, 0.0, 0.7, 2.0, 4.0])
     g = torch.tensor([1e-36, 1e-37, 1e-3, 1e-32, 1.0, 1.0, 1e-25, 1.0, 1.0])
@@ -246,7 +245,7 @@ def test_para_unproject_of_decoded_pixel_and_height_is_the_target():
     rng = np.random.default_rng(1)
     cells = rng.integers(8, 56, size=(40, 2))
     bins = rng.integers(0, CFG.height_bins, size=40)
-    z = pol.height_bin_centers(CFG.height_bins, CFG.height_range)[bins]
+    z = para.height_bin_centers(CFG.height_bins, CFG.height_range)[bins]
     targets = cam.unproject(para.cell_to_pixel(cells, cam, CFG), z)
     for target, cell, b in zip(targets, cells, bins):
         logits = torch.full((1, CFG.height_bins, 64, 64), -5.0)
@@ -269,12 +268,13 @@ def test_training_targets_match_geometry(reg):
     assert (flat == bins * 32 * 32 + cells[..., 0] * 32 + cells[..., 1]).all()
 
 
-def test_height_bins_agree_with_the_loader():
+def test_height_bins_agree_between_numpy_and_torch():
     z = np.linspace(0.8, 1.3, 301)
     for n in (1, 7, 32):
-        ours = pol.height_bin_index(z, n, (0.88, 1.2))
-        assert (ours == loader_height_bin_index(z, n, (0.88, 1.2))).all()
-        assert (pol.height_bin_index(torch.as_tensor(z), n, (0.88, 1.2)).numpy() == ours).all()
+        ours = para.height_bin_index(z, n, (0.88, 1.2))
+        expected = np.clip(np.floor((z - 0.88) * n / (1.2 - 0.88)), 0, n - 1)
+        assert (ours == expected).all()
+        assert (para.height_bin_index(torch.as_tensor(z), n, (0.88, 1.2)).numpy() == ours).all()
 
 
 # ---------------------------------------------------------------- objectives
@@ -326,7 +326,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 
 _WRITER = textwrap.dedent("""
     import sys, torch
-    from pxp.core.policy import write_checkpoint
+    from pxp.experiment.policy import write_checkpoint
     for step in range(1, 1000):
         state = {"a": torch.full((1_500_000,), float(step)), "b": torch.full((1_500_000,), float(step))}
         print("writing", step, flush=True)
@@ -383,3 +383,23 @@ def test_checkpoint_killed_while_writing_is_never_loaded(tmp_path):
         assert marker["step"] == expect == train["step"], what
         assert (model["a"] == expect).all() and (model["b"] == expect).all(), what
         assert (train["optimizer"] == expect).all(), what
+
+
+def test_height_bins():
+    assert para.height_bin_index([0.9, 0.949, 0.951, 1.19, 1.2, 2.0, 0.0], 6, (0.9, 1.2)).tolist() == [0, 0, 1, 5, 5, 5, 0]
+    c = para.height_bin_centers(6, (0.9, 1.2))
+    assert np.allclose(c[[0, -1]], [0.925, 1.175]) and para.height_bin_index(c, 6, (0.9, 1.2)).tolist() == list(range(6))
+    with pytest.raises(ValueError):
+        para.height_bin_index(1.0, 0, (0.9, 1.2))
+
+
+@pytest.mark.parametrize("head, fields, objective", [
+    ("para_volume", {"horizon": 2, "height_bins": 4, "heatmap_size": 8, "hidden_dim": 8}, "behavior_cloning"),
+    ("para_volume", {"horizon": 2, "height_bins": 1, "heatmap_size": 8, "hidden_dim": 8}, "point_track_2d"),
+    ("act_regression", {"horizon": 2, "hidden_dim": 8}, "behavior_cloning"),
+    ("act_regression", {"horizon": 2, "hidden_dim": 8, "space": "image"}, "point_track_2d"),
+])
+def test_builtin_heads_and_objectives_meet_their_contracts(reg, head, fields, objective):
+    from pxp.testing import check_head, check_objective
+
+    check_objective(reg, objective, check_head(reg, head, **fields))

@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from pxp.core import io
-from pxp.core.probe import ProbeSettings, probe_policies, sweep
-from pxp.core.rollout import ExpertPolicy, HomePolicy
+from pxp.experiment.probe import ProbeSettings, probe_policies, sweep
+from pxp.experiment.rollout import ExpertPolicy, HomePolicy
 
 from ._policy_data import SCENE_SIZE, Ctx, look_at_camera, one_thread, reg, scene, synth_episode  # noqa: F401  (fixtures)
 
@@ -51,9 +51,9 @@ def _tiny_run(root, reg):
     carry left-half offsets, so the training range can be read from the dataset."""
     from types import SimpleNamespace
 
-    from pxp.core.data import DemoWriter
+    from pxp.experiment.data import DemoWriter
     from pxp.core.spec import TrainConfig
-    from pxp.core.training import train_policy
+    from pxp.experiment.training import train_policy
     from pxp.plugins.backbones.vit import TinyViTConfig
     from pxp.plugins.heads.act import ActRegressionConfig
     from pxp.plugins.heads.para import ParaVolumeConfig
@@ -80,8 +80,16 @@ def _tiny_run(root, reg):
     return root
 
 
-def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
+def _cli():
     from pxp.core.cli import cli
+    from pxp.plugins.reports.probe import probe_command
+
+    cli.add_command(probe_command)  # what `pxp` does for every plugin's commands (main() → pxp_register_commands)
+    return cli
+
+
+def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
+    cli = _cli()
 
     run = _tiny_run(tmp_path, reg)
     res = CliRunner().invoke(cli, ["probe", str(run), "--points", "3", "--thetas", "0,25", "--phis", "90"])
@@ -102,7 +110,7 @@ def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
     res = CliRunner().invoke(cli, ["probe", str(run), "--points", "3", "--thetas", "0,25", "--phis", "90"])
     assert res.exit_code == 0 and (run / "probe" / "probe.json").stat().st_mtime_ns == before
     # The report gets a probe section from these results (no second probe: same settings, same checkpoints).
-    from pxp.core.report import write_report
+    from pxp.experiment.report import write_report
 
     spec = yaml.safe_load((run / "spec.resolved.yaml").read_text())
     spec["report"] = {"heatmaps": False}
@@ -114,7 +122,7 @@ def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
 
 
 def test_probe_command_without_policies_says_so(tmp_path):
-    from pxp.core.cli import cli
+    cli = _cli()
 
     (tmp_path / "spec.resolved.yaml").write_text(yaml.safe_dump({"name": "x", "scene": {"type": "libero_bowl_plate"}}))
     res = CliRunner().invoke(cli, ["probe", str(tmp_path)])

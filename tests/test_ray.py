@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pxp.core import pool
-from pxp.core.evaluation import EpisodeTask, run_episodes
+from pxp.core import executors, pool
+from pxp.experiment.evaluation import EpisodeTask, run_episodes
 from pxp.core.runner import Runner, resolve_executor, training_waves
 from pxp.core.spec import validate_spec
 
@@ -96,7 +96,7 @@ def cluster():
 
 
 def _outcomes(path):
-    from pxp.core.data import open_dataset
+    from pxp.experiment.data import open_dataset
 
     with open_dataset(path) as f:
         return [(int(d.attrs["seed"]), str(d.attrs["outcome"])) for d in f.demos]
@@ -158,7 +158,7 @@ def test_a_worker_killed_mid_evaluation_loses_no_episode_and_writes_none_twice(c
     journal = tmp_path / "episodes.jsonl"
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_one_running_worker, args=(stop, killed))
-    executor = pool.make_executor("ray", cluster.address)
+    executor = executors.make_executor("ray", cluster.address)
     killer.start()
     try:
         with pool.using_executor(executor):
@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_evaluation_loses_no_episode_and_writes_none_twice(c
 
 
 def test_python_errors_are_results_and_hung_tasks_time_out(cluster):
-    executor = pool.make_executor("ray", cluster.address).with_options(timeout=3, retries=0)
+    executor = executors.make_executor("ray", cluster.address).with_options(timeout=3, retries=0)
     try:
         results = {r.index: r for r in executor.run_tasks(_sleep_or_fail, [0.1, -1, 30])}
     finally:

@@ -6,9 +6,10 @@ import numpy as np
 import yaml
 
 from pxp.core import io
-from pxp.core.report import pct, write_report
-from pxp.core.stats import summarize_outcomes
-from pxp.core.video import write_video
+from pxp.experiment.report import pct, write_report
+from pxp.experiment.stats import summarize_outcomes
+from pxp.plugins.scenes.libero.outcomes import OUTCOMES
+from pxp.experiment.video import write_video
 
 
 def policy(head, **kw):
@@ -49,7 +50,7 @@ def test_report_has_summary_with_intervals_and_assets(tmp_path):
     run = make_run(tmp_path)
     write_report(run)
     md = (run / "report.md").read_text()
-    para = summarize_outcomes(["PLACE"] * 15 + ["MISS"] * 5)["place"]
+    para = summarize_outcomes(["PLACE"] * 15 + ["MISS"] * 5, OUTCOMES)["place"]
     assert pct(para) == "75% [53–89] (n=20)"  # Wilson 95% for 15/20: [0.531, 0.888]
     row = next(l for l in md.splitlines() if l.startswith("| lr |"))
     assert "75% [53–89] (n=20)" in row and "10% [3–30] (n=20)" in row and "+65 pts" in row and "p=" in row

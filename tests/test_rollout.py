@@ -13,8 +13,8 @@ import types
 import numpy as np
 import pytest
 
-from pxp.core.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
-from pxp.plugins.scenes.libero_expert import CLOSE_STEPS
+from pxp.experiment.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
+from pxp.plugins.scenes.libero.expert import CLOSE_STEPS
 
 from ._policy_data import SCENE_SIZE, scene  # noqa: F401  (fixture)
 
@@ -109,7 +109,7 @@ def reachable(root, target, limit=200_000) -> bool:
 def tiny_policy(head: str):
     """A randomly initialised built-in policy (tiny ViT + PARA or ACT head)."""
     pytest.importorskip("torch")
-    from pxp.core.policy import build_policy
+    from pxp.experiment.policy import build_policy
     from pxp.testing import plugin_registry
 
     reg = plugin_registry()
@@ -332,9 +332,9 @@ AT_BOWL = (-0.06, 0.25, 0.94)
 
 def _label(script, outcome):
     """script: (gripper command, eef, bowl) per servo call, starting from the robot at home."""
-    from pxp.core.rollout import FAILURES, _Tracker
+    from pxp.plugins.scenes.libero.outcomes import FAILURES, BowlTracker
 
-    t = _Tracker({**_obs((-0.2, 0.0, 1.17), REST), "image": None}, False, 1)
+    t = BowlTracker({**_obs((-0.2, 0.0, 1.17), REST), "image": None})
     for grip, eef, bowl in script:
         t.command(grip, eef[2])  # the target these scripts command is where the hand then is
         t.update(_obs(eef, bowl))

@@ -186,7 +186,7 @@ def test_preview_command_writes_images(tmp_path):
     import imageio.v3 as iio
     from click.testing import CliRunner
 
-    from pxp.plugins.scenes.libero_preview import scene_group
+    from pxp.plugins.scenes.libero.preview import scene_group
 
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: x\nscene:\n  type: libero_bowl_plate\n  image_size: 64\ntrain: {anything: 1}\n")

@@ -104,16 +104,14 @@ def expected_sections(spec) -> list[str]:
         out.append(f"## {name} (")
         out.append("| Policy | Head | n | PLACE | GRASP | MISS |")
         if ev.type == "viewpoint_grid":
-            out += ["### Success per θ (averaged over φ)", f"({'plots/' + name}_per_theta.png)",
-                    "Success per θ (all φ), 95% Wilson intervals:"]
+            out += ["### Success per θ (averaged over φ)", f"({'plots/' + name}_per_theta.png)"]
             out += [f"(plots/{name}_{p}_polar.png)" for p in ev.policies]
         if ev.type == "data_efficiency":
             out += ["### Success and weighted score by demo count", "| Binary (95% CI) | Weighted (95% CI) |",
                     "#### Binary success (PLACE) by demo count × initialisation",
                     "#### Weighted score (PLACE = 1, GRASP = 0.5) by demo count × initialisation",
                     *[f"| {_family(spec, names[0])} {label} |" if i == 0 else f" {_family(spec, names[0])} {label} |"
-                      for i, (label, names) in enumerate(ev.policies.items())],  # a column per initialisation
-                    "| init | demos | policy | P | G | n | binary (95% CI) | weighted (95% CI) |"]
+                      for i, (label, names) in enumerate(ev.policies.items())]]  # a column per initialisation
         if ev.videos:
             out.append("### Videos")
     if any(ev.type != "data_efficiency" and _has_both_families(spec, ev) for ev in spec.evaluations.values()):

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from pxp.core import stats
+from pxp.experiment import stats
+from pxp.plugins.scenes.libero.outcomes import OUTCOMES  # the built-in scene's PLACE / GRASP / MISS
 
 
 def _wilson_by_hand(k, n, z=1.959963984540054):
@@ -56,7 +57,7 @@ def test_mcnemar_exact_known_values(b, c, p):
 def test_summary_counts_rates_and_errors():
     # PARA 2D-pt at 1 demo in the seed: 3 PLACE, 18 GRASP → 12% weighted.
     outcomes = ["PLACE"] * 3 + ["GRASP"] * 18 + ["MISS"] * 79 + [None, None]
-    s = stats.summarize_outcomes(outcomes)
+    s = stats.summarize_outcomes(outcomes, OUTCOMES)
     assert s["n"] == 100 and s["errors"] == 2
     assert s["counts"] == {"PLACE": 3, "GRASP": 18, "MISS": 79}
     assert s["place"]["rate"] == pytest.approx(0.03)
@@ -70,7 +71,7 @@ def test_summary_counts_rates_and_errors():
 
 def test_unknown_outcome_is_an_error():
     with pytest.raises(ValueError, match="unknown outcomes"):
-        stats.summarize_outcomes(["PLACE", "SUCCESS"])
+        stats.summarize_outcomes(["PLACE", "SUCCESS"], OUTCOMES)
 
 
 def test_weighted_interval_reduces_to_wilson_without_grasps():
@@ -107,16 +108,16 @@ def test_bootstrap_is_reproducible():
 def test_paired_mcnemar_uses_only_shared_valid_keys():
     a = {("c1", 0): "PLACE", ("c1", 1): "PLACE", ("c2", 0): "MISS", ("c3", 0): "PLACE", ("c4", 0): None}
     b = {("c1", 0): "MISS", ("c1", 1): "GRASP", ("c2", 0): "PLACE", ("c4", 0): "PLACE"}
-    t = stats.paired_mcnemar(a, b)
+    t = stats.paired_mcnemar(a, b, OUTCOMES)
     # shared valid keys: c1/0, c1/1, c2/0 (c3 missing from b, c4 crashed in a)
     assert t == {"pairs": 3, "only_a": 2, "only_b": 1, "p_value": pytest.approx(1.0)}
-    tests = stats.all_paired_tests({"para": a, "act": b})
+    tests = stats.all_paired_tests({"para": a, "act": b}, OUTCOMES)
     assert tests[0]["a"] == "act" and tests[0]["only_a"] == 1
 
 
 def test_z95_is_the_normal_quantile():
     from scipy import stats as st
 
-    from pxp.core.stats import Z95
+    from pxp.experiment.stats import Z95
 
     assert Z95 == float(st.norm.isf(0.025))

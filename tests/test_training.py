@@ -9,10 +9,10 @@ import timm  # noqa: F401  (before LIBERO loads: importing triton after it segfa
 import torch
 
 from pxp.core import io
-from pxp.core import policy as pol
-from pxp.core.data import DemoDataset, open_dataset
+from pxp.experiment import policy as pol
+from pxp.experiment.data import DemoDataset, open_dataset
 from pxp.core.spec import TrainConfig
-from pxp.core.training import TrainingDiverged, batch_cameras, train_policy, transfer_weights
+from pxp.experiment.training import TrainingDiverged, batch_cameras, train_policy, transfer_weights
 from pxp.plugins.backbones.vit import TinyViTConfig
 from pxp.plugins.heads.act import ActRegressionConfig
 from pxp.plugins.heads.para import ParaVolumeConfig
@@ -228,7 +228,7 @@ def libero_demo(tmp_path_factory):
 def test_policies_overfit_a_handful_of_real_samples(libero_demo, tmp_path, reg, head):
     from torch.utils.data import Subset
 
-    from pxp.core.training import train
+    from pxp.experiment.training import train
 
     ds = DemoDataset(libero_demo, horizon=2, stride=4)
     handful = Subset(ds, np.linspace(0, len(ds) - 1, 8).round().astype(int).tolist())

@@ -17,7 +17,7 @@ def test_usable_in_a_policy_with_the_builtin_heads():
     import numpy as np
 
     from pxp.core.camera import Camera
-    from pxp.core.policy import build_policy
+    from pxp.experiment.policy import build_policy
 
     reg = plugin_registry(("cnn_backbone", pxp_cnn_backbone))
     backbone = reg.get("backbones", "small_cnn").config_model(width=32, image_size=64)

@@ -1,0 +1,50 @@
+"""results.json: the episode record's schema, its one writer and the one rule that pairs episodes.
+
+Every evaluation's episodes and summary are collected into ``<run>/results.json`` (docs/evaluation.md).
+Two policies' episodes are *paired* (for a paired test, e.g. McNemar) when cell, offset, view and seed all
+agree: :func:`pair_key` is that rule, used by the evaluation driver, its summaries and every report
+section, so a summary's test and an evaluator's paired table cannot disagree.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import io
+
+EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
+                  "error", "diagnostics", "video")
+
+
+def pair_key(cell, offset, view, seed) -> str:
+    """Two policies' episodes are paired when cell, offset, view and seed all agree."""
+    off = ",".join(f"{float(x):.4f}" for x in (offset if offset is not None else (0.0, 0.0)))
+    v = "default" if view is None else ",".join(f"{float(x):.3f}" for x in view)
+    return f"{cell}|{off}|{v}|{int(seed or 0)}"
+
+
+def episode_pair_key(ep: dict) -> str:
+    """:func:`pair_key` of an episode record."""
+    return pair_key(ep.get("cell"), ep.get("offset") or (0, 0), ep.get("view"), ep.get("seed", 0))
+
+
+def public_episode(ep: dict) -> dict:
+    """The documented episode fields first, then anything extra (labels, key)."""
+    return {**{k: ep.get(k) for k in EPISODE_FIELDS}, **{k: v for k, v in ep.items() if k not in EPISODE_FIELDS}}
+
+
+def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Path:
+    """Write ``run_dir/results.json`` atomically (temp file + os.replace): see docs/evaluation.md."""
+    path = Path(run_dir) / "results.json"
+    io.write_json(path, {**extra, "episodes": [public_episode(e) for e in episodes], "summaries": summaries})
+    return path
+
+
+def collect_results(run_dir, spec) -> Path:
+    """Collect every evaluation's ``evals/<name>/result.json`` (episodes and summary) into results.json."""
+    episodes, summaries = [], {}
+    for name in spec.evaluations:
+        data = io.read_json(Path(run_dir) / "evals" / name / "result.json")
+        if data:
+            episodes.extend(data["episodes"])
+            summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
+    return write_results(run_dir, episodes, summaries, spec=spec.name)

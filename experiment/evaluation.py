@@ -1,0 +1,464 @@
+"""Evaluators: what to roll out, running it in parallel, and scoring it.
+
+An evaluator plugin subclasses :class:`Evaluator` and usually only writes :meth:`Evaluator.episodes`
+(the list of :class:`EpisodeTask` to run) and, if it has its own breakdown, :meth:`Evaluator.groups`.
+Running (worker pool, crash capture, resume, videos) and scoring (rates with Wilson intervals,
+weighted score, paired McNemar) are shared here, so every evaluator's numbers mean the same thing.
+
+Worker processes receive only picklable data (checkpoint path, device, scene config, offsets): each
+builds its scene and loads each policy once (``pool.worker_cache``) and never sees the run context.
+"""
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pxp.core import io, pool
+from pxp.core.results import EPISODE_FIELDS, episode_pair_key, pair_key  # noqa: F401  (re-exported)
+from . import stats
+
+BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": test and benchmark policies
+# Fault-injection policies (tests, and checking a setup's failure handling): each fails in predict.
+FAULT_POLICIES = ("crash", "hang", "segfault")
+SETUP_TIMEOUT = 600.0  # seconds a worker may take to load a policy and build a scene (slow under load)
+
+
+@dataclass(frozen=True)
+class EpisodeTask:
+    """One episode to run. Everything a worker needs, nothing that does not pickle."""
+
+    evaluation: str
+    evaluator: str
+    policy: str
+    checkpoint: str  # a checkpoint directory, or "builtin:expert" / "builtin:home"
+    scene: Any  # a validated scene config model (picklable; rebuilt into a scene in the worker)
+    offset: tuple = (0.0, 0.0)
+    view: tuple | None = None
+    seed: int = 0
+    cell: Any = None  # grid cell index / viewpoint label: what the summary groups by
+    device: str = "cpu"
+    max_steps: int = 600
+    replan_every: Optional[int] = None
+    steps_per_target: int | None = None  # explicit, from the evaluator config
+    trained_stride: int | None = None  # the policy's train.target_stride (the fallback)
+    video_path: str | None = None  # record this episode to this mp4
+    labels: dict = field(default_factory=dict)  # evaluator-specific (theta, phi, demos, init …)
+    plugins: Any = None  # the run's RegistryRecipe: the worker loads the same plugins (None: the installed ones)
+
+    @property
+    def key(self) -> str:
+        """Identifies the episode within an evaluation (resume) and pairs policies (McNemar)."""
+        return f"{self.policy}|{pair_key(self.cell, self.offset, self.view, self.seed)}"
+
+
+# ----------------------------------------------------------------------------- the worker side
+
+def run_episode(task: EpisodeTask) -> dict:
+    """Worker entry point: roll out one task (module-level so it pickles for spawn)."""
+    from .rollout import rollout
+
+    # The policy (torch, timm → triton) loads BEFORE the scene renders: importing triton after Mesa's
+    # llvmpipe has created an EGL context segfaults (two LLVMs in one process; measured here).
+    from pxp.core.plugins import registry_from_recipe
+
+    registry = registry_from_recipe(task.plugins)
+    policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task, registry), slot="policy")
+    scene = pool.worker_cache(task.scene.model_dump_json(), lambda: registry.create("scenes", task.scene), slot="scene")
+    pool.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
+    if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
+        policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
+    ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,
+                 replan_every=task.replan_every, steps_per_target=task.steps_per_target,
+                 trained_stride=task.trained_stride,
+                 record_frames=task.video_path is not None, meta=_meta(task))
+    ep["video"] = _write_video(task, ep)
+    return ep
+
+
+def _load_policy(task: EpisodeTask, registry):
+    if task.checkpoint.startswith(BUILTIN_PREFIX):
+        from . import rollout
+
+        name = task.checkpoint[len(BUILTIN_PREFIX):]
+        return FaultPolicy(name) if name in FAULT_POLICIES else rollout.builtin_policy(name)
+    from .policy import load_policy
+
+    return load_policy(task.checkpoint, task.device, registry=registry)
+
+
+class FaultPolicy:
+    """``builtin:crash`` raises, ``builtin:hang`` blocks forever, ``builtin:segfault`` kills its process
+    with SIGSEGV, each on its first prediction (after the scene has been reset, as a real policy would)."""
+
+    horizon = 1
+
+    def __init__(self, fault: str):
+        self.fault = fault
+
+    def reset(self) -> None:
+        pass
+
+    def predict(self, image, state, camera):
+        import signal
+        import time
+
+        if self.fault == "hang":
+            while True:
+                time.sleep(3600)
+        if self.fault == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        raise RuntimeError("builtin:crash policy raised on purpose")
+
+
+def _meta(task: EpisodeTask) -> dict:
+    return {"evaluation": task.evaluation, "evaluator": task.evaluator, "policy": task.policy,
+            "cell": task.cell, "labels": dict(task.labels), "key": task.key}
+
+
+def _write_video(task: EpisodeTask, ep: dict) -> str | None:
+    """Write the recorded frames (if any) as an mp4 with the stage badge; drop them from the episode."""
+    frames, stages = ep.pop("frames", None), ep.pop("frame_stages", None)
+    if not task.video_path or not frames:
+        return None
+    from .video import write_video
+
+    caption = f"{task.policy}  cell {task.cell}  seed {task.seed}"
+    hold = 20  # the last frame stays up for a second at 20 fps, so the outcome badge can be read
+    write_video(task.video_path, np.stack(frames + frames[-1:] * hold), stages=list(stages) + list(stages[-1:]) * hold,
+                caption=caption, fps=20, badges=scene_outcomes(task.scene).badges)
+    return str(task.video_path)
+
+
+# ----------------------------------------------------------------------------- the driver side
+
+def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progress=None,
+                 journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2,
+                 setup_timeout: float | None = SETUP_TIMEOUT) -> list[dict]:
+    """Run tasks through the shared pool; a crash becomes an episode with ``error`` set.
+
+    ``journal``: a JSONL file each finished episode is appended to as it arrives. Episodes already in
+    it (without error) are not run again, so an interrupted evaluation resumes where it stopped and a
+    rerun retries exactly the failed ones. ``timeout`` (seconds per episode, counted once its scene and
+    policy are loaded; loading may take ``setup_timeout``) and ``retries`` (runs after a worker died)
+    follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
+    Returns the episodes in task order.
+    """
+    tasks = list(tasks)
+    done = _journaled(journal, tasks)
+    todo = [t for t in tasks if t.key not in done]
+    if progress is not None and done:
+        progress.advance(len(tasks) - len(todo))
+    n = pool.default_workers() if workers is None else int(workers)
+    init = (_limit_threads, (max(1, pool.default_workers() // n),)) if n > 1 else (None, ())
+    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1],
+                            timeout=timeout, retries=retries, setup_timeout=setup_timeout if timeout else None):
+        ep = r.value if r.ok else error_episode(r.task, r.error)
+        if not r.ok and log is not None:
+            log(f"episode {r.task.key} failed: {r.error}")
+        done[r.task.key] = ep
+        if journal is not None:
+            io.append_jsonl(journal, ep)
+    return [done[t.key] for t in tasks]
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: N workers × all-core torch thread pools would oversubscribe the CPU.
+    Runs before torch is imported in the worker, so the environment variables take effect."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+
+
+def error_episode(task: EpisodeTask, message: str) -> dict:
+    """The record of an episode that crashed: no outcome, the error's one-line message."""
+    return {**_meta(task), "offset": [float(x) for x in task.offset],
+            "view": None if task.view is None else [float(x) for x in task.view], "seed": int(task.seed),
+            "outcome": None, "steps": 0, "error": message or "unknown error", "diagnostics": {}, "video": None}
+
+
+def _journaled(journal: Path | None, tasks: list[EpisodeTask]) -> dict[str, dict]:
+    if journal is None:
+        return {}
+    wanted = {t.key for t in tasks}
+    return {ep["key"]: ep for ep in io.read_jsonl(journal) if ep.get("key") in wanted and not ep.get("error")}
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outcomes=None) -> dict:
+    """Per-policy aggregates, optional per-group breakdowns, and paired tests between policies.
+
+    ``group_by``: label names (keys of ``episode["labels"]``, or ``"cell"``) to break each policy down by;
+    ``outcomes``: the scene's :class:`pxp.core.contracts.Outcomes`.
+    """
+    by_policy: dict[str, list[dict]] = {}
+    for ep in episodes:
+        by_policy.setdefault(ep["policy"], []).append(ep)
+    summary = {"policies": {}, "paired": []}
+    for name, eps in by_policy.items():
+        entry = stats.summarize_outcomes([e["outcome"] for e in eps], outcomes)
+        entry["failures"] = _failure_counts(eps)
+        entry["groups"] = {g: _grouped(eps, g, outcomes) for g in group_by}
+        summary["policies"][name] = entry
+    paired = {name: {episode_pair_key(e): e["outcome"] for e in eps} for name, eps in by_policy.items()}
+    summary["paired"] = stats.all_paired_tests(paired, outcomes)
+    return summary
+
+
+def label_of(ep: dict, name: str):
+    return ep.get(name) if name == "cell" else (ep.get("labels") or {}).get(name)
+
+
+def _grouped(eps: list[dict], name: str, outcomes) -> dict:
+    groups: dict[str, list] = {}
+    for e in eps:
+        groups.setdefault(_label_str(label_of(e, name)), []).append(e["outcome"])
+    return {k: stats.summarize_outcomes(v, outcomes) for k, v in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))}
+
+
+def _label_str(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(_label_str(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _sort_key(s: str):
+    try:
+        return (0, tuple(float(x) for x in s.split(",")), s)
+    except ValueError:
+        return (1, (), s)
+
+
+def _failure_counts(eps: list[dict]) -> dict:
+    counts: dict[str, int] = {}
+    for e in eps:
+        label = "error" if e.get("error") else (e.get("diagnostics") or {}).get("first_failure")
+        if label:
+            counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+# ----------------------------------------------------------------------------- markdown
+
+def paired_table(summary: dict) -> str:
+    tests = summary.get("paired") or []
+    if not tests:
+        return ""
+    rows = ["| A | B | pairs | only A placed | only B placed | exact McNemar p |", "|---|---|---|---|---|---|"]
+    rows += [f"| {t['a']} | {t['b']} | {t['pairs']} | {t['only_a']} | {t['only_b']} | {t['p_value']:.3g} |" for t in tests]
+    return "\n".join(rows)
+
+
+def failure_table(summary: dict) -> str:
+    """How unsuccessful episodes first went wrong, per policy (the scene's ``first_failure`` diagnostic)."""
+    pols = summary.get("policies", {})
+    labels = sorted({k for s in pols.values() for k in s.get("failures", {})})
+    if not labels:
+        return ""
+    rows = ["| policy | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    rows += [f"| {p} | " + " | ".join(str(s.get("failures", {}).get(k, 0)) for k in labels) + " |" for p, s in pols.items()]
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- plugin configs and helpers
+
+class EvaluatorConfig(BaseModel):
+    """Fields every evaluator takes. Subclasses add ``type: Literal["<name>"] = "<name>"``."""
+
+    model_config = ConfigDict(extra="forbid")
+    policies: list[str] = Field(..., min_length=1, description="policies of this spec (or sweep groups) to evaluate")
+    episodes_per_position: int = Field(5, ge=1, description="episodes (seeds) per test position or viewpoint")
+    max_steps: int = Field(600, ge=1, description="control steps per episode, at most")
+    seed: int = Field(0, description="picks test positions and episode seeds (the same for every policy)")
+    scene: dict = Field(default_factory=dict, description="overrides of the spec's scene config")
+    videos: int = Field(0, ge=0, description="episodes per policy recorded as mp4")
+    replan_every: Optional[int] = Field(
+        None, ge=1, description="predicted targets executed before predicting again (default: the whole predicted chunk)")
+    steps_per_target: Optional[int] = Field(
+        None, ge=1, description="servo steps per target (default: the policy's train.target_stride)")
+    episode_timeout: Optional[float] = Field(
+        None, gt=0, description="seconds an episode may take before it is recorded as an error and the run "
+                                "moves on, counted once the scene and policy are loaded (default: 60 + 1 s per max_steps; "
+                                "not enforced with workers: 1)")
+    episode_retries: int = Field(
+        2, ge=0, le=10, description="runs of an episode again whose worker process died (segfault, OOM kill)")
+
+    def referenced_policies(self) -> list[str]:
+        return list(self.policies)
+
+    def smoke(self) -> dict:
+        """Overrides at smoke scale (``pxp run --smoke``); subclasses add their own sizes."""
+        from pxp.core import smoke
+
+        return {"episodes_per_position": smoke.EPISODES, "max_steps": min(self.max_steps, smoke.MAX_STEPS),
+                "videos": min(self.videos, 1)}
+
+    def time_limit(self) -> float:
+        """Seconds per episode once its scene and policy are loaded: generous (CPU inference is slow)."""
+        return float(self.episode_timeout) if self.episode_timeout else 60.0 + 1.0 * self.max_steps
+
+
+def episode_seed(*parts: int) -> int:
+    """A scene seed from (run seed, evaluator seed, position, episode): the same for every policy,
+    so episodes pair up for McNemar, and different for every position and episode."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def scene_outcomes(scene_cfg):
+    """The :class:`pxp.core.contracts.Outcomes` a scene's config model declares."""
+    outcomes = getattr(scene_cfg, "outcomes", None)
+    if outcomes is None:
+        from pxp.core.errors import PxpError
+
+        raise PxpError(f"scene {getattr(scene_cfg, 'type', '?')}: its config model declares no outcomes "
+                       "(outcomes: ClassVar[pxp.core.contracts.Outcomes])")
+    return outcomes
+
+
+def scene_workspace(scene_cfg) -> tuple:
+    """((dx_min, dx_max), (dy_min, dy_max)) from a scene config, without building the scene."""
+    ws = getattr(scene_cfg, "workspace", None)
+    if ws is None and hasattr(scene_cfg, "workspace_dx"):
+        ws = (scene_cfg.workspace_dx, scene_cfg.workspace_dy)
+    if ws is None:
+        raise ValueError(f"scene {getattr(scene_cfg, 'type', '?')} declares no workspace; set the evaluator's extent")
+    return tuple(tuple(float(v) for v in axis) for axis in ws)
+
+
+def pick_positions(scene_cfg, split, n: int | None, seed: int, grid=(16, 16), extent=None) -> list[tuple[list, tuple]]:
+    """``n`` cells of ``split`` on the position grid as (cell [row, col], offset (dx, dy)).
+
+    The grid spans ``extent`` (default: the scene config's workspace), rows along dx, columns along
+    dy (see pxp.core.grid). ``n`` cells are drawn without replacement with ``seed`` (all when None or
+    larger than the split), then sorted, so every policy sees the same positions.
+    """
+    from pxp.core.grid import position_grid
+
+    g = position_grid(int(grid[0]), int(grid[1]), extent or scene_workspace(scene_cfg))
+    cells = g.select(split)
+    if n is not None and n < len(cells):
+        cells = np.sort(np.random.default_rng(seed).choice(cells, size=n, replace=False))
+    return [([int(r), int(c)], (float(dx), float(dy))) for (r, c), (dx, dy) in zip(g.rowcol(cells), g.values(cells))]
+
+
+# ----------------------------------------------------------------------------- the plugin base class
+
+class Evaluator(abc.ABC):
+    """Base class for evaluator plugins. ``config`` is the plugin's config (an :class:`EvaluatorConfig`).
+
+    Subclasses implement :meth:`episodes`; they may override :meth:`groups` (labels to break the
+    summary down by), :meth:`summarize` (add to the base summary), :meth:`report_section` and
+    ``report_figures``. ``outcomes`` is the scene's :class:`pxp.core.contracts.Outcomes` (set by :meth:`run`).
+    """
+
+    outcomes = None
+
+    def __init__(self, config):
+        self.config = config
+
+    # -- what to run
+    @abc.abstractmethod
+    def episodes(self, ctx) -> list[EpisodeTask]:
+        """The episodes to run: one task per (policy, position or viewpoint, seed)."""
+
+    def groups(self) -> list[str]:
+        return []
+
+    # -- running
+    def run(self, ctx) -> list[dict]:
+        """Run every episode through the worker pool; crashed episodes come back with ``error`` set."""
+        name = self.name(ctx)
+        self.outcomes = scene_outcomes(ctx.scene_config(**(self.config.scene or {})))
+        tasks = self.with_videos(ctx, self.episodes(ctx))
+        ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
+        with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
+            episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
+                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
+                                    timeout=_time_limit(self.config),
+                                    retries=int(getattr(self.config, "episode_retries", 2)))
+        for ep in episodes:  # the report links videos relative to the run directory
+            if ep.get("video"):
+                ep["video"] = _relative(ep["video"], ctx.run_dir)
+        return episodes
+
+    # -- scoring
+    def summarize(self, episodes: list[dict]) -> dict:
+        if self.outcomes is None:
+            raise ValueError(f"{self.config.type}: summarize() needs the scene's outcomes: run(ctx) first, "
+                             "or set evaluator.outcomes")
+        return summarize_episodes(episodes, self.groups(), self.outcomes)
+
+    def report_section(self, summary: dict) -> str:
+        """Markdown the report adds under this evaluation (the report draws the policy table itself)."""
+        parts = [paired_table(summary), failure_table(summary)]
+        return "\n\n".join(p for p in parts if p)
+
+    # -- helpers for subclasses
+    def name(self, ctx) -> str:
+        """The evaluation's name in the spec (the runner sets ``ctx.unit``)."""
+        return getattr(ctx, "unit", None) or self.config.type
+
+    def policy_names(self, ctx, names=None) -> list[str]:
+        """Policy names with sweep groups expanded into their members."""
+        from pxp.core.spec import resolve_policy_names
+
+        return resolve_policy_names(ctx.spec, self.config.policies if names is None else names)
+
+    def task(self, ctx, policy: str, **kw) -> EpisodeTask:
+        """An EpisodeTask with the run's settings filled in (checkpoint, device, scene, limits)."""
+        cfg = self.config
+        scene = ctx.scene_config(**(cfg.scene or {}))
+        defaults = dict(evaluation=self.name(ctx), evaluator=cfg.type, policy=policy,
+                        checkpoint=str(ctx.checkpoint_dir(policy)), scene=scene, device=str(ctx.device),
+                        max_steps=cfg.max_steps, replan_every=cfg.replan_every,
+                        steps_per_target=cfg.steps_per_target, trained_stride=_target_stride(ctx, policy),
+                        plugins=_recipe(ctx))
+        return EpisodeTask(**{**defaults, **kw})
+
+    def with_videos(self, ctx, tasks: list[EpisodeTask]) -> list[EpisodeTask]:
+        """Record the first ``config.videos`` episodes of each policy (the same positions for all)."""
+        n = int(getattr(self.config, "videos", 0) or 0)
+        seen: dict[str, int] = {}
+        out = []
+        for t in tasks:
+            k = seen.get(t.policy, 0)
+            if k < n:
+                path = Path(ctx.run_dir) / "evals" / self.name(ctx) / "videos" / f"{t.policy}-{k:02d}.mp4"
+                t = _replace(t, video_path=str(path))
+            seen[t.policy] = k + 1
+            out.append(t)
+        return out
+
+
+def _recipe(ctx):
+    registry = getattr(ctx, "registry", None)
+    return getattr(registry, "recipe", None)
+
+
+def _time_limit(config) -> float | None:
+    limit = getattr(config, "time_limit", None)  # evaluator configs not built on EvaluatorConfig have none
+    return limit() if callable(limit) else None
+
+
+def _relative(path: str, root) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _target_stride(ctx, policy: str) -> int | None:
+    """The frames between the targets the policy was trained on: about the steps to reach one."""
+    pol = (getattr(getattr(ctx, "spec", None), "policies", None) or {}).get(policy)
+    return getattr(getattr(pol, "train", None), "target_stride", None)
+
+
+def _replace(task: EpisodeTask, **kw) -> EpisodeTask:
+    return EpisodeTask(**{**{f: getattr(task, f) for f in task.__dataclass_fields__}, **kw})

@@ -1,0 +1,28 @@
+"""The ACT-style regression head's config."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+
+class ActRegressionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    output_kind: ClassVar[str] = "regression"  # box-normalised points: see pxp.core.contracts.RegressionHead
+    label: ClassVar[str] = "ACT"  # how reports name this head
+    type: Literal["act_regression"] = "act_regression"
+    horizon: int = Field(4, gt=0, description="T future steps predicted")
+    hidden_dim: int = Field(256, gt=0)
+    mlp_layers: int = Field(2, ge=1)
+    space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
+    condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
+    readout: Literal["cls", "queries"] = Field(
+        "cls", description="cls: regress from the CLS token (the seed's ACT); queries: one learned query per "
+                           "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer)")
+    workspace_low: tuple[float, float, float] | None = Field(
+        None, description="null: the scene's workspace box (the same for every split)")
+    workspace_high: tuple[float, float, float] | None = None
+
+    def smoke(self) -> dict:
+        return {"hidden_dim": min(self.hidden_dim, 64)}
