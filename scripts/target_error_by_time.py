@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Open-loop error of a trained policy on its own training frames, by time since the episode start:
+the median / 90th percentile distance (cm) between the last predicted target and the demo's.
+Shows whether a policy has learned the approach from home (t = 0), where rollouts start.
+
+    python scripts/target_error_by_time.py RUN POLICY DATASET
+    python scripts/target_error_by_time.py runs/e1 act left_half
+"""
+import collections
+import sys
+
+import numpy as np
+
+BUCKETS = ((0, 1, "t = 0"), (1, 24, "0 < t < 24"), (24, 48, "24 ≤ t < 48"), (48, 72, "48 ≤ t < 72"), (72, 10**9, "t ≥ 72"))
+
+
+def main() -> None:
+    import torch
+
+    from pxp.experiment.data import DemoDataset
+    from pxp.experiment.policy import load_policy
+    from pxp.experiment.training import batch_cameras
+
+    run, name, dataset = sys.argv[1:4]
+    policy = load_policy(f"{run}/checkpoints/{name}")
+    stride = (getattr(policy, "target_stride", None) or 4)
+    ds = DemoDataset(f"{run}/data/{dataset}.hdf5", horizon=policy.horizon, stride=stride)
+    index = [(i, ds.locate(i)[1]) for i in range(0, len(ds), 3)]
+    errors = collections.defaultdict(list)
+    for k in range(0, len(index), 64):
+        chunk = index[k:k + 64]
+        samples = [ds[i] for i, _ in chunk]
+        batch = {key: torch.as_tensor(np.stack([s[key] for s in samples])) for key in samples[0]}
+        with torch.no_grad():
+            decoded = policy.decode(policy.forward(batch), batch_cameras(batch))
+        err = np.linalg.norm(decoded["xyz"][:, -1] - batch["target_pos"].numpy()[:, -1], axis=-1) * 100
+        for (_, t), e in zip(chunk, err):
+            errors[next(label for lo, hi, label in BUCKETS if lo <= t < hi)].append(e)
+    for _, _, label in BUCKETS:
+        v = np.array(errors[label])
+        print(f"{name} {label}: n = {len(v)}, median {np.median(v):.1f} cm, p90 {np.percentile(v, 90):.1f} cm")
+
+
+if __name__ == "__main__":
+    main()
