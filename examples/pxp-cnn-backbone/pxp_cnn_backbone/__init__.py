@@ -20,6 +20,12 @@ class SmallCNNConfig(BaseModel):
     stages: int = Field(3, ge=1, le=5, description="stride-2 stages; the patch size is 2**stages")
     image_size: int = Field(128, ge=16, description="images are resized to this square size")
 
+    def smoke(self) -> dict:
+        """``pxp run --smoke``: a narrow network at the smoke image size (the same stages)."""
+        from pxp.core.smoke import IMAGE_SIZE
+
+        return {"width": min(self.width, 16), "image_size": IMAGE_SIZE}
+
 
 def make_small_cnn(config: SmallCNNConfig):
     from .model import SmallCNN  # torch is imported only when the backbone is built
