@@ -190,6 +190,15 @@ def _wait_for_workers(tmp_path, n=2, timeout=60):
     raise AssertionError("workers did not start")
 
 
+def _as_from_a_terminal() -> None:
+    """The parent starts with SIGINT at its default and unblocked, as a command started from a shell
+    does. A child inherits ignored and blocked signals, and in the full suite an earlier test leaves the
+    pytest worker's SIGINT in a state that made the parent ignore Ctrl-C (seen only under xdist, never
+    alone; the failure message prints that state)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _gone_within(pids, seconds):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -206,11 +215,16 @@ def test_workers_die_with_their_parent_however_it_stops(tmp_path, sig):
     import sys
 
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)], cwd=Path(__file__).resolve().parents[1],
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, preexec_fn=_as_from_a_terminal)
+    inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
     try:
         pids = _wait_for_workers(tmp_path)
         parent.send_signal(sig)
-        parent.wait(timeout=30)  # nothing waits for the hung tasks (30 s: the machine may be very busy)
+        try:
+            parent.wait(timeout=30)  # nothing waits for the hung tasks (30 s: the machine may be very busy)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the parent ignored {sig.name} (this process: SIGINT handler, blocked signals "
+                                 f"= {inherited})") from None
         assert _gone_within(pids, 10), f"workers {pids} outlived their parent ({sig.name})"
     finally:
         if parent.poll() is None:
