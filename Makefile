@@ -6,10 +6,10 @@ export MUJOCO_GL ?= egl
 .PHONY: demo test install bench clean
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml examples/pxp-cnn-backbone/pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,ray]" -e examples/pxp-cnn-backbone
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $@
 
 demo: install

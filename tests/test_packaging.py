@@ -35,8 +35,8 @@ def test_example_plugin_installs_and_is_listed(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", "from pxp.core.cli import main; main()", "list-plugins", "--json"],
                          capture_output=True, text=True, env=env, check=True)
-    comp = next(c for c in json.loads(out.stdout)["components"] if c["name"] == "small_cnn")
-    assert (comp["kind"], comp["distribution"], comp["version"]) == ("backbone", "pxp-cnn-backbone", "0.1.0")
+    comp = next(c for c in json.loads(out.stdout)["components"] if c["name"] == "timm_cnn")
+    assert (comp["kind"], comp["distribution"], comp["version"]) == ("backbone", "pxp-cnn-backbone", "0.2.0")
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             str(REPO / "examples" / "pxp-cnn-backbone" / "tests")],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -50,10 +50,10 @@ def test_example_plugin_is_usable_in_a_spec(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     res = subprocess.run([sys.executable, "-c", "from pxp.core.cli import main; main()", "validate",
                           str(REPO / "specs" / "quickstart.yaml"),
-                          "--set", "policies.para.backbone={type: small_cnn, width: 32, image_size: 128}"],
+                          "--set", "policies.para.backbone={type: timm_cnn, model: resnet18, stage: 1, image_size: 128}"],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     bad = subprocess.run([sys.executable, "-c", "from pxp.core.cli import main; main()", "validate",
-                          str(REPO / "specs" / "quickstart.yaml"), "--set", "policies.para.backbone={type: small_cnn, widht: 3}"],
+                          str(REPO / "specs" / "quickstart.yaml"), "--set", "policies.para.backbone={type: timm_cnn, stgae: 3}"],
                          capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "policies.para.backbone.widht" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "policies.para.backbone.stgae" in bad.stderr and "Traceback" not in bad.stderr

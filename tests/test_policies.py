@@ -46,11 +46,11 @@ def _policy(reg, head_cfg, backbone_cfg=None):
 # ---------------------------------------------------------------- registration and backbones
 
 def test_plugins_register_and_import_light(reg):
-    for kind, name, fields in [("backbones", "tiny_vit", {}), ("backbones", "dinov2", {"freeze": "partial", "freeze_blocks": 2}),
+    for kind, name, fields in [("backbones", "tiny_vit", {}), ("backbones", "small_cnn", {"width": 32}), ("backbones", "dinov2", {"freeze": "partial", "freeze_blocks": 2}),
                                ("heads", "para_volume", {"height_bins": 1}), ("heads", "act_regression", {"space": "image"}),
                                ("objectives", "behavior_cloning", {}), ("objectives", "point_track_2d", {})]:
         check_config_roundtrip(reg, kind, name, **fields)
-    for module in ("backbones.vit", "heads.para", "heads.act", "objectives.losses"):
+    for module in ("backbones.vit", "backbones.cnn", "heads.para", "heads.act", "objectives.losses"):
         check_light_import(f"pxp.plugins.{module}")
     check_light_import("pxp.experiment.training")
 
@@ -62,6 +62,21 @@ def test_tiny_vit_and_random_dinov2_shapes(reg):
     fmap, cls = bb(torch.randn(2, 3, 28, 28))
     assert fmap.shape == (2, 384, 2, 2) and cls.shape == (2, 384)
     assert bb.weights_info == {"source": "random init"} and bb.patch_size == 14
+
+
+def test_small_cnn_cells_are_local(reg):
+    """3 stride-2 stages: 8-px cells (16×16 at 128 px). Pixel (100, 20) lies under cells rows 12–13 ×
+    columns 2–3 (3×3 convs, stride 2, padding 1); every other cell changes only through GroupNorm's
+    statistics, by under a tenth of the largest change."""
+    bb = check_backbone(reg, "small_cnn", image_size=128, width=32, stages=3).eval()
+    assert (bb.patch_size, bb.embed_dim) == (8, 32)
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    y = x.clone()
+    y[..., 100, 20] += 1.0
+    with torch.no_grad():
+        change = (bb(x)[0] - bb(y)[0]).abs().sum(1)[0]
+    big = {tuple(rc) for rc in torch.nonzero(change > 0.1 * change.max()).tolist()}
+    assert big and big <= {(12, 2), (12, 3), (13, 2), (13, 3)}, big
 
 
 def _dinov2_like(depth=2, img=56):

@@ -1,8 +1,8 @@
-"""A third-party pxp plugin: a small strided CNN backbone.
+"""A third-party pxp plugin: any timm CNN, cut after one of its stages, as a backbone.
 
 Install with ``pip install -e examples/pxp-cnn-backbone`` and use it in a spec:
 
-    backbone: {type: small_cnn, width: 64}
+    backbone: {type: timm_cnn, model: resnet18, stage: 2}
 """
 from typing import Literal
 
@@ -10,29 +10,31 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pxp.core.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
-class SmallCNNConfig(BaseModel):
+class TimmCNNConfig(BaseModel):
+    """Random init: this machine may have no internet, and every report states the weights."""
+
     model_config = ConfigDict(extra="forbid")
-    type: Literal["small_cnn"] = "small_cnn"
-    width: int = Field(64, ge=8, description="channels of the feature map")
-    stages: int = Field(3, ge=1, le=5, description="stride-2 stages; the patch size is 2**stages")
+    type: Literal["timm_cnn"] = "timm_cnn"
+    model: str = Field("resnet18", description="any timm model that supports features_only (resnet18, convnext_atto, ...)")
+    stage: int = Field(2, ge=0, description="feature stage to keep (timm's out_indices); deeper = coarser cells")
     image_size: int = Field(128, ge=16, description="images are resized to this square size")
 
     def smoke(self) -> dict:
-        """``pxp run --smoke``: a narrow network at the smoke image size (the same stages)."""
+        """``pxp run --smoke``: the same network at the smoke image size."""
         from pxp.core.smoke import IMAGE_SIZE
 
-        return {"width": min(self.width, 16), "image_size": IMAGE_SIZE}
+        return {"image_size": IMAGE_SIZE}
 
 
-def make_small_cnn(config: SmallCNNConfig):
-    from .model import SmallCNN  # torch is imported only when the backbone is built
+def make_timm_cnn(config: TimmCNNConfig):
+    from .model import TimmCNN  # torch and timm are imported only when the backbone is built
 
-    return SmallCNN(config.width, config.stages, config.image_size)
+    return TimmCNN(config.model, config.stage, config.image_size)
 
 
 @hookimpl
 def pxp_register_backbones(register):
-    register("small_cnn", SmallCNNConfig, make_small_cnn, summary="small strided CNN (example third-party plugin)")
+    register("timm_cnn", TimmCNNConfig, make_timm_cnn, summary="a timm CNN cut after one stage (example third-party plugin)")

@@ -4,8 +4,9 @@ from pxp.testing import check_backbone, check_config_roundtrip, check_light_impo
 
 def test_contract():
     reg = plugin_registry(("cnn_backbone", pxp_cnn_backbone))
-    check_config_roundtrip(reg, "backbones", "small_cnn", width=32)
-    check_backbone(reg, "small_cnn", image_size=64, width=32, stages=3)
+    check_config_roundtrip(reg, "backbones", "timm_cnn", stage=1)
+    model = check_backbone(reg, "timm_cnn", image_size=64, model="resnet18", stage=2)
+    assert (model.embed_dim, model.patch_size) == (128, 8)  # resnet18's layer2: 128 channels, stride 8
 
 
 def test_import_is_light():
@@ -20,7 +21,7 @@ def test_usable_in_a_policy_with_the_builtin_heads():
     from pxp.experiment.policy import build_policy
 
     reg = plugin_registry(("cnn_backbone", pxp_cnn_backbone))
-    backbone = reg.get("backbones", "small_cnn").config_model(width=32, image_size=64)
+    backbone = reg.get("backbones", "timm_cnn").config_model(stage=1, image_size=64)
     cam = Camera.from_fovy(45.0, 64, 64, [1.0, 0.0, 1.5], np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], float))
     state = {"eef_pos": np.array([0.0, 0.0, 1.1]), "eef_pixel": np.array([32.0, 32.0]), "gripper": 0.0}
     for head in ({"type": "para_volume", "height_bins": 4, "heatmap_size": 16, "hidden_dim": 16},
