@@ -303,8 +303,8 @@ def jittered(grid: Grid, centre, seed: int) -> np.ndarray:
     range), from the episode's own seed: cells tile the range, so a split's region keeps its boundary."""
     lo = np.array([grid.row_range[0], grid.col_range[0]], float)
     hi = np.array([grid.row_range[1], grid.col_range[1]], float)
-    half = (hi - lo) / np.maximum(np.array([grid.rows, grid.cols]) - 1, 1) / 2
-    half[np.array([grid.rows, grid.cols]) == 1] = 0.0
+    n = np.array([grid.rows, grid.cols])
+    half = np.where(n > 1, (hi - lo) / np.maximum(n - 1, 1) / 2, 0.0)  # a single row/column has no spread
     a, b = np.maximum(centre - half, lo), np.minimum(centre + half, hi)
     return np.random.default_rng([seed, 2]).uniform(a, b)
 

@@ -1,6 +1,8 @@
 """The ACT regression head module (torch; imported by the factory in ``__init__``)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -129,6 +131,7 @@ def _heads(dim: int) -> int:
     return next(h for h in (4, 3, 2, 1) if dim % h == 0)
 
 
+@functools.lru_cache(maxsize=8)  # the same grid every training step: build it once
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     """(h·w, dim) fixed sin-cos position code of a patch grid (row-major), half the channels per axis."""
     quarter = max(dim // 4, 1)

@@ -63,11 +63,11 @@ def peaks(volume: np.ndarray, subcell: bool = False) -> tuple[np.ndarray, np.nda
     its ±1 bins (at the peak cell) — a local mean, so a second mode elsewhere cannot pull it away."""
     a = np.asarray(volume, dtype=np.float64)
     *lead, N, h, w = a.shape
-    flat = a.reshape(*lead, -1).argmax(axis=-1)
-    bins, rem = np.divmod(flat, h * w)
-    rows, cols = np.divmod(rem, w)
+    cells, bins = unravel_peak(a.reshape(*lead, -1).argmax(axis=-1), h, w)
     if not subcell:
-        return np.stack([rows, cols], axis=-1), bins
+        return cells, bins
+    rows, cols = cells[..., 0], cells[..., 1]
+    rem = rows * w + cols
     marginal = np.logaddexp.reduce(a, axis=-3)  # (..., h, w)
     r_idx, c_idx = np.arange(h), np.arange(w)
     near = ((np.abs(r_idx[:, None] - rows[..., None, None]) <= 1)
@@ -79,6 +79,12 @@ def peaks(volume: np.ndarray, subcell: bool = False) -> tuple[np.ndarray, np.nda
     k = np.arange(N)
     wb = _local_softmax(column, np.abs(k - bins[..., None]) <= 1, axes=(-1,))
     return np.stack([r, c], axis=-1), (wb * k).sum(axis=-1)
+
+
+def unravel_peak(flat, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat argmax over a (N, h, w) volume (bin · h·w + row · w + col) → (cells (..., 2) [row, col], bins)."""
+    bins, rem = np.divmod(np.asarray(flat), h * w)
+    return np.stack(np.divmod(rem, w), axis=-1), bins
 
 
 def _local_softmax(x: np.ndarray, mask: np.ndarray, axes: tuple) -> np.ndarray:

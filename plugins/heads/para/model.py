@@ -139,10 +139,8 @@ class ParaHead(nn.Module):
         if self.cfg.subcell:  # the local mean needs the neighbourhood: the whole volume goes to the host
             cells, bins = geometry.peaks(logits.float().cpu().numpy(), subcell=True)
         else:
-            B, T, N, h, w = logits.shape
-            flat = logits.float().flatten(2).argmax(dim=-1).cpu().numpy()  # (B, T): bin * h*w + row * w + col
-            bins, rem = np.divmod(flat, h * w)
-            cells = np.stack(np.divmod(rem, w), axis=-1)  # (B, T, 2) [row, col]
+            h, w = logits.shape[-2:]  # the argmax stays on the device: only (B, T) indices go to the host
+            cells, bins = geometry.unravel_peak(logits.float().flatten(2).argmax(dim=-1).cpu().numpy(), h, w)
         xyz = np.stack([geometry.decode_cells(c, b, cam, self.cfg) for c, b, cam in zip(cells, bins, cameras)])
         uv = np.stack([geometry.cell_to_pixel(c, cam, self.cfg) for c, cam in zip(cells, cameras)])
         grip = out["gripper_logits"].detach().float().softmax(-1)[..., 1].cpu().numpy()
