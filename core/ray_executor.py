@@ -136,7 +136,9 @@ class RayExecutor:
                         pool._advance(progress)
                         yield result
                 for i in clock.expired(timeout) if clock else ():
-                    ref = next(r for r, (j, _) in pending.items() if j == i)
+                    ref = next((r for r, (j, _) in pending.items() if j == i), None)
+                    if ref is None:  # it finished while the clock looked: its result was (or will be) yielded
+                        continue
                     ray.cancel(ref, force=True)  # kills the worker: a hung simulator or policy does not come back
                     _, task = pending.pop(ref)
                     seen.add(i)
@@ -190,11 +192,12 @@ class _StartClock:
         self.ray = ray
         self.actor = ray.remote(num_cpus=0)(_Starts).remote()
         self.seen: dict[int, tuple[int, float]] = {}  # task index → (start count, first seen)
+        self.done: set[int] = set()  # finished: a late start report must not bring them back
 
     def _poll(self) -> None:
         now = time.monotonic()
         for i, count in self.ray.get(self.actor.counts.remote()).items():
-            if self.seen.get(i, (None,))[0] != count:  # a retry after a dead worker restarts the clock
+            if i not in self.done and self.seen.get(i, (None,))[0] != count:  # a retry after a dead worker restarts the clock
                 self.seen[i] = (count, now)
 
     def wait_s(self, timeout: float) -> float:
@@ -207,12 +210,12 @@ class _StartClock:
         now = time.monotonic()
         gone = [i for i, (_, t) in self.seen.items() if now - t >= timeout]
         for i in gone:
-            self.actor.forget.remote(i)
-            del self.seen[i]
+            self.forget(i)
         return gone
 
     def forget(self, i: int) -> None:
         self.seen.pop(i, None)
+        self.done.add(i)
         self.actor.forget.remote(i)
 
 
@@ -241,8 +244,10 @@ def _run_in_worker(fn, task, initializer, initargs, inputs, clock=None):
     """One task in a (reused) Ray worker: initializer once per process, inputs materialised on this node,
     outputs (a video) returned as bytes for the driver to write."""
     if clock is not None:
+        import ray
+
         actor, i = clock
-        actor.start.remote(i)
+        ray.get(actor.start.remote(i))  # recorded before the task runs, so never after the driver saw it end
     _init_once(initializer, initargs)
     task = _localize_inputs(task, inputs)
     task, outputs = _redirect_outputs(task)
