@@ -190,8 +190,9 @@ class Scene(Protocol):
 
     ``reset(offset, view, seed) -> obs`` and ``observe(image=True) -> obs`` give a dict with ``image``
     (H, W, 3 uint8), ``eef_pos`` (3,), ``eef_pixel`` (2,), ``gripper`` (0 open .. 1 closed), ``stage``
-    and the object state the scene tracks; ``servo(target_xyz, gripper, max_steps, tol, on_step)`` is the
-    only way a policy's prediction moves the robot; ``outcome()`` names how the episode ended;
+    and the object state the scene tracks; ``servo(target_xyz, gripper, max_steps, tol, on_step, image)`` is
+    the only way a policy's prediction moves the robot (``on_step(obs)`` after each control step, its obs
+    without the image when ``image=False``); ``outcome()`` names how the episode ended;
     ``camera`` is the current :class:`pxp.core.camera.Camera`; ``workspace`` the offset extent;
     ``run_expert(record=True, ...)`` returns a demonstration (per-step arrays); ``outcomes`` (also on its
     config model) names how episodes end; optional ``tracker(obs) -> EpisodeTracker`` for diagnostics.
@@ -207,7 +208,7 @@ class Scene(Protocol):
 
     def observe(self, image: bool = True) -> dict: ...
 
-    def servo(self, target_xyz, gripper: float, max_steps=None, tol=None, on_step=None) -> dict: ...
+    def servo(self, target_xyz, gripper: float, max_steps=None, tol=None, on_step=None, image=True) -> dict: ...
 
     def outcome(self) -> str: ...
 

@@ -79,6 +79,9 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         head=(_union(models["heads"], "head"), ...),
         objective=(_union(models["objectives"], "objective"), ...),
         dataset=(str, Field(..., description="name of a dataset in this spec")),
+        filter_key=(Optional[str], Field(None, description=(
+            "train only on the dataset's demos listed under this robomimic filter key (mask/<key>); "
+            "position grids write one per half: left, right, near, far"))),
         demos=(Optional[int], Field(None, ge=1, description="train on this many demos, chosen by demo_seed")),
         demo_seed=(int, 0),
         init_from=(Optional[str], Field(None, description="a policy of this spec or a checkpoint directory")),
@@ -291,6 +294,10 @@ def check_references(spec, groups: dict[str, list[str]]) -> list[tuple[str, str]
     for name, pol in spec.policies.items():
         if pol.dataset not in datasets:
             problems.append((f"policies.{name}.dataset", f"no dataset named {pol.dataset!r} (datasets: {', '.join(sorted(datasets)) or 'none'})"))
+        keys = getattr(spec.datasets.get(pol.dataset), "filter_keys", None)
+        if pol.filter_key and keys is not None and pol.filter_key not in keys:
+            problems.append((f"policies.{name}.filter_key", f"dataset {pol.dataset!r} has no filter key "
+                                                            f"{pol.filter_key!r} (allowed: {', '.join(keys)})"))
         if pol.init_from and _looks_like_path(pol.init_from):
             problem = _checkpoint_dir_problem(Path(pol.init_from))
             if problem:

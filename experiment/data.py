@@ -169,8 +169,14 @@ class DemoWriter:
         g.create_dataset("camera/extrinsics", data=np.asarray(cam.extrinsics, np.float64))
         g["camera"].attrs.update({"width": cam.width, "height": cam.height})
 
-    def finish(self, extra_attrs: dict | None = None) -> Path:
-        """Mark the file complete, close it and rename it to the final path."""
+    def finish(self, extra_attrs: dict | None = None, masks: dict[str, list[int]] | None = None) -> Path:
+        """Mark the file complete, close it and rename it to the final path. ``masks``: filter key →
+        episode indices, written as robomimic's ``mask/<key>`` (the names of those that are demos)."""
+        for key, episodes in (masks or {}).items():
+            names = sorted((f"demo_{i}" for i in episodes if f"demo_{i}" in self.data), key=lambda n: int(n[5:]))
+            if f"mask/{key}" in self.file:
+                del self.file[f"mask/{key}"]
+            self.file.create_dataset(f"mask/{key}", data=np.array(names, dtype="S"))
         counts = {"n_demos": len(self.data), "n_failed": len(self.failed),
                   "n_episodes": len(self.data) + len(self.failed),
                   "n_frames": int(sum(g.attrs["num_samples"] for g in self.data.values()))}
@@ -256,6 +262,17 @@ class DemoFile:
 
     def __len__(self) -> int:
         return len(self.demos)
+
+    def filter_keys(self) -> list[str]:
+        """The file's robomimic filter keys (``mask/<key>``: lists of demo names)."""
+        return sorted(self.file["mask"]) if "mask" in self.file else []
+
+    def filtered(self, key: str) -> np.ndarray:
+        """Positions in :attr:`demos` of the demos that filter key ``key`` lists."""
+        if key not in self.filter_keys():
+            raise DatasetError(f"{self.path} has no filter key {key!r} (it has: {', '.join(self.filter_keys()) or 'none'})")
+        names = {n.decode() for n in self.file["mask"][key][()]}
+        return np.array([i for i, d in enumerate(self.demos) if d.name in names], dtype=np.int64)
 
     def config(self, key: str) -> Any:
         """A JSON attribute such as ``generator_config`` or ``scene_config``, parsed."""

@@ -40,7 +40,8 @@ def train_policy(name: str, policy_cfg, ctx, workspace=None) -> dict:
     policy = build_policy(policy_cfg.backbone, policy_cfg.head, ctx.create, device, policy_cfg.objective)
     objective = ctx.create("objectives", policy_cfg.objective)
     path = Path(ctx.dataset_path(policy_cfg.dataset))
-    train_ds, hold_ds, split = demo_datasets(path, policy, tcfg, policy_cfg.demos, getattr(policy_cfg, "demo_seed", 0))
+    train_ds, hold_ds, split = demo_datasets(path, policy, tcfg, policy_cfg.demos, getattr(policy_cfg, "demo_seed", 0),
+                                             getattr(policy_cfg, "filter_key", None))
     held = f"holding out {len(split['holdout'])} of them" if split["holdout"] else "none held out"
     ctx.log(f"{name}: training on {len(split['train'])} demos ({len(train_ds)} samples; the dataset has "
             f"{split['available']}, {held}); backbone weights: {policy.weights_info['source']}")
@@ -95,19 +96,24 @@ def scene_workspace(policy_cfg, ctx):
     return tuple(map(float, low)), tuple(map(float, high)), f"scene {getattr(scene_cfg, 'type', '?')}"
 
 
-def demo_datasets(path: Path, policy: Policy, tcfg, count: int | None, demo_seed: int = 0):
+def demo_datasets(path: Path, policy: Policy, tcfg, count: int | None, demo_seed: int = 0,
+                  filter_key: str | None = None):
     """Train / held-out DemoDatasets split by demo (never by frame, which would leak).
 
-    With ``count`` demos asked for, held-out demos come from the ones not chosen. Without it, every
+    ``filter_key`` restricts everything to the demos the dataset lists under ``mask/<filter_key>``. With
+    ``count`` demos asked for, held-out demos come from the ones not chosen. Without it, every
     demo trains unless ``holdout_fraction`` > 0 (default 0) asks to hold some out: an explicit opt-in,
     logged and stated in the summary, since it changes the demo count the experiment claims.
     """
-    from .data import DemoDataset, open_dataset, select_demos
+    from .data import DatasetError, DemoDataset, open_dataset, select_demos
 
     with open_dataset(path) as f:
-        n = len(f)
-    chosen = select_demos(n, count, demo_seed)
-    rest = np.setdiff1d(np.arange(n), chosen)
+        pool = f.filtered(filter_key) if filter_key else np.arange(len(f))
+    n = len(pool)
+    if n == 0:
+        raise DatasetError(f"{path}: filter key {filter_key!r} lists no successful demo")
+    chosen = pool[select_demos(n, count, demo_seed)]
+    rest = np.setdiff1d(pool, chosen)
     n_hold = int(round(tcfg.holdout_fraction * n))
     n_hold = max(n_hold, 1) if tcfg.holdout_fraction > 0 and n >= 2 else n_hold
     if count is None:  # hold out from all demos, seeded, and train on the others

@@ -197,8 +197,10 @@ def check_scene(registry: Registry, name: str, **fields):
         for key in ("image", "eef_pos", "eef_pixel", "gripper"):
             assert key in obs, f"reset() observation has no {key!r}"
         assert np.asarray(obs["image"]).dtype == np.uint8 and np.asarray(obs["image"]).ndim == 3, "image: (H, W, 3) uint8"
-        result = scene.servo(np.asarray(obs["eef_pos"], float), 0.0, max_steps=2)
+        seen = []
+        result = scene.servo(np.asarray(obs["eef_pos"], float), 0.0, max_steps=2, on_step=seen.append, image=False)
         assert isinstance(result, dict), "servo() returns a dict"
+        assert seen and "eef_pos" in seen[0], "servo() calls on_step(obs) after each control step"
         assert scene.outcome() in outcomes.names, f"outcome() {scene.outcome()!r} is not one of {outcomes.names}"
         assert scene.camera is not None
     finally:

@@ -228,6 +228,31 @@ def test_demo_subsets(tmp_path):
     assert [d.episode for d in a.demos] == [d.episode for d in b.demos] and len(a) == 14
 
 
+def test_filter_keys_pick_a_datasets_demos(tmp_path):
+    """robomimic's mask/<key>: failed episodes are left out of a key, training draws only from its demos."""
+    from types import SimpleNamespace
+
+    from pxp.experiment.training import demo_datasets
+
+    path = tmp_path / "d.hdf5"
+    with DemoWriter(path, config_hash="h", log=lambda m: None) as w:
+        for i in range(6):
+            w.write(i, episode(i), {"cell": i}, success=i != 4)
+        w.finish(masks={"left": [0, 2, 4], "right": [1, 3, 5]})
+    with h5py.File(path) as h:
+        assert [n.decode() for n in h["mask/left"][()]] == ["demo_0", "demo_2"]
+    with open_dataset(path) as f:
+        assert f.filter_keys() == ["left", "right"]
+        assert f.filtered("right").tolist() == [1, 3, 4]  # positions of demo_1, demo_3, demo_5
+        with pytest.raises(DatasetError, match="no filter key 'near' .*left, right"):
+            f.filtered("near")
+    tcfg, policy = SimpleNamespace(holdout_fraction=0.0, target_stride=1), SimpleNamespace(horizon=1)
+    train, hold, split = demo_datasets(path, policy, tcfg, None, filter_key="left")
+    assert [d.name for d in train.demos] == ["demo_0", "demo_2"] and hold is None and split["available"] == 2
+    train, _, split = demo_datasets(path, policy, tcfg, 2, filter_key="right")
+    assert {d.name for d in train.demos} < {"demo_1", "demo_3", "demo_5"} and len(train.demos) == 2
+
+
 def test_normalize_image():
     img = np.zeros((4, 5, 3), np.uint8)
     img[..., 0] = 255

@@ -88,6 +88,11 @@ def test_shapes_dtypes_and_attrs(grid_dataset):
             nominal_bowl = np.array([-0.065, 0.200]) + d.attrs["offset"]
             assert np.linalg.norm(d.attrs["bowl_init"][:2] - nominal_bowl) < 0.01
         assert sorted({d.attrs["seed"] for d in f.demos} | {e["seed"] for e in f.failed}).__len__() == 4
+        # filter keys: each half of the 2×2 grid lists its demos (cells: row = dx, column = dy)
+        assert f.filter_keys() == ["far", "left", "near", "right"]
+        rc = {i: tuple(d.attrs["cell_rc"]) for i, d in enumerate(f.demos)}
+        for key, (axis, side) in {"left": (1, 0), "right": (1, 1), "near": (0, 0), "far": (0, 1)}.items():
+            assert f.filtered(key).tolist() == [i for i in rc if rc[i][axis] == side], key
 
 
 def test_eef_pixel_is_the_projection_with_the_stored_camera(grid_dataset):

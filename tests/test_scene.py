@@ -28,11 +28,23 @@ def scene():
     ({"offset": (-0.6, 0.0)}, "off the table"),
     ({"clutter": "messy"}, "unknown clutter"),
     ({"robot": "invisible"}, "unknown robot mode"),
+    ({"grasp_rim": "left"}, "plus_y"),
     ({"colour": 1}, "Extra inputs"),
 ])
 def test_config_rejects_bad_values_clearly(bad, message):
     with pytest.raises(ValidationError, match=message):
         LiberoSceneConfig(**bad)
+
+
+@pytest.mark.parametrize("bowl_y, rule, grasp_y", [
+    (0.2, "plus_y", 0.247), (-0.2, "plus_y", -0.153),  # one side everywhere: one grasp mode
+    (0.2, "nearer_y0", 0.153), (-0.2, "nearer_y0", -0.153),  # switches at y = 0
+])
+def test_expert_grasps_the_rim_side_its_rule_names(bowl_y, rule, grasp_y):
+    from pxp.plugins.scenes.libero.expert import GRASP_Z, rim_grasps
+
+    first, other = rim_grasps(np.array([-0.1, bowl_y, 0.9]), rule)
+    assert first == pytest.approx([-0.1, grasp_y, GRASP_Z]) and other[1] == pytest.approx(2 * bowl_y - grasp_y)
 
 
 def test_plugin_import_is_cheap():

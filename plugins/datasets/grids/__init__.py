@@ -14,17 +14,21 @@ import abc
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Optional, Tuple
+from typing import Any, ClassVar, Literal, Optional, Tuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, viewpoint_grid
+from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, split_cells, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 from pxp.experiment.evaluation import episode_seed  # (base, index): independent of worker count and order
 
+FILTER_KEYS = ("left", "right", "near", "far")  # the halves each grid dataset lists as robomimic filter keys
+
+
 class _GridDatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    filter_keys: ClassVar[tuple] = FILTER_KEYS  # what a policy's filter_key may name (checked by pxp validate)
 
     split: SplitConfig = Field(SplitConfig(), description="which cells get episodes: all, left, not:left, random:20, …")
     episodes_per_cell: int = Field(1, ge=1)
@@ -48,6 +52,8 @@ class _GridDatasetConfig(BaseModel):
         """The smallest grid (within rows × cols) where the split keeps cells, and the split for it."""
         from pxp.core.smoke import smallest_grid
 
+        if self.split.name == "all" and not self.split.complement:
+            kw["shapes"] = ((2, 2),)  # every filter key (a half of the grid) keeps a cell at smoke scale
         rows, cols, split = smallest_grid(self.split, rows, cols, make_grid, **kw)
         return {**_GridDatasetConfig.smoke(self), "split": split}, rows, cols
 
@@ -197,8 +203,15 @@ class GridGenerator(abc.ABC):
             if errors:
                 raise DatasetError(f"{len(errors)} of {len(tasks)} episodes raised an error (first: {errors[0]}); "
                                    f"the others are kept in {writer.partial.name}: rerun to retry the failed ones")
-            writer.finish({"seconds": round(time.time() - t0, 2)})
+            writer.finish({"seconds": round(time.time() - t0, 2)}, masks=self.masks(scene_cfg, tasks))
         return self._summary(path, time.time() - t0, len(todo))
+
+    def masks(self, scene_cfg, tasks) -> dict[str, list[int]]:
+        """robomimic filter keys, one per half of the grid (``left``, ``right``, ``near``, ``far``): a policy
+        with ``filter_key: left`` trains on this dataset's left-half demos only (one dataset, several splits)."""
+        grid = self.grid(scene_cfg)
+        halves = {half: set(split_cells(grid, half).tolist()) for half in FILTER_KEYS}
+        return {half: [t.index for t in tasks if t.cell in cells] for half, cells in halves.items()}
 
     def verify(self, path: Path) -> str | None:
         """Why the finished file at ``path`` cannot be used (None if it can): the runner's cache check."""

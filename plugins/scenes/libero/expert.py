@@ -17,16 +17,18 @@ CLOSE_STEPS, OPEN_STEPS = 12, 10
 BOWL_ON_PLATE_RISE = 0.008  # bowl body height gain when resting on the plate instead of the table (measured)
 
 
-def rim_grasps(bowl) -> np.ndarray:
-    """(2, 3) the two grip-site points that grasp the bowl's rim (fingers closing along world y):
-    the expert's choice first (the rim side nearer y = 0 keeps the arm less twisted), then the other."""
-    side = -1.0 if bowl[1] > 0 else 1.0
+def rim_grasps(bowl, rule: str = "plus_y") -> np.ndarray:
+    """(2, 3) the two grip-site points that grasp the bowl's rim (fingers closing along world y): the
+    expert's choice first, then the other. ``plus_y``: the +y side everywhere, so the demonstrations have
+    one grasp mode over the whole workspace (64/64 PLACE over the 8×8 grid, docs/results.md);
+    ``nearer_y0``: the side nearer y = 0 (DESIGN.md's rule), which switches at the left/right boundary."""
+    side = -1.0 if rule == "nearer_y0" and bowl[1] > 0 else 1.0
     return np.array([[bowl[0], bowl[1] + s * RIM_DY, GRASP_Z] for s in (side, -side)])
 
 
 def _plan(scene, skip_close: bool):
     """Yield (phase, target, gripper, max_steps, tol) one waypoint at a time (later ones depend on earlier)."""
-    grasp = rim_grasps(scene.bowl_pos)[0]
+    grasp = rim_grasps(scene.bowl_pos, scene.cfg.grasp_rim)[0]
     grip = 0.0 if skip_close else 1.0
     yield "approach", np.r_[grasp[:2], HIGH_Z], 0.0, None, HIGH_TOL
     yield "descend", grasp, 0.0, None, LOW_TOL

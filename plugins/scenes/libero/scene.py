@@ -429,7 +429,7 @@ class LiberoScene:
 
         self.reset(offset=offset, view=view, seed=seed)
         steps = self.run_expert(record=False, stop_after="approach")["steps"]
-        return {"obs": self.observe(), "steps": int(steps), "grasps": rim_grasps(self.bowl_pos),
+        return {"obs": self.observe(), "steps": int(steps), "grasps": rim_grasps(self.bowl_pos, self.cfg.grasp_rim),
                 "object": self.bowl_pos}
 
 
