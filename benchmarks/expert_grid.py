@@ -1,9 +1,12 @@
 """Measure the scripted expert over the object-offset grid (default 16×16 over the scene's workspace).
 
     MUJOCO_GL=egl python benchmarks/expert_grid.py [--rows 16 --cols 16 --workers 2 --json out.json]
+        [--grasp-rim plus_y|nearer_y0] [--replay]
 
 No rendering: each worker process builds one scene per chunk of cells and runs ``run_expert(record=False)``.
-Prints PLACE / GRASP / MISS counts, LIBERO's own success count, steps and the failed cells.
+Prints PLACE / GRASP / MISS counts, LIBERO's own success count, steps and the failed cells. ``--replay``
+also executes each demo's training labels through the rollout as a trained policy's predictions are
+(stride 4, horizon 4: ``DemoReplayPolicy``), the ceiling of a policy that learned its demos exactly.
 """
 from __future__ import annotations
 
@@ -16,21 +19,28 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 
-def _run_chunk(cells, scene_kwargs, seed):
+def _run_chunk(cells, scene_kwargs, seed, replay=False):
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from pxp.experiment.rollout import DemoReplayPolicy, rollout
     from pxp.plugins.scenes.libero import LiberoSceneConfig, make_scene
 
     out = []
     with make_scene(LiberoSceneConfig(**scene_kwargs)) as scene:
         for (row, col), offset in cells:
-            scene.reset(offset=offset, seed=seed + 1000 * row + col)
+            episode_seed = seed + 1000 * row + col
+            scene.reset(offset=offset, seed=episode_seed)
             ep = scene.run_expert(record=False)
             out.append({"cell": [row, col], "offset": list(offset), "outcome": ep["outcome"],
                         "libero_success": ep["libero_success"], "steps": ep["steps"]})
+            if replay:
+                policy = DemoReplayPolicy(stride=4, horizon=4)
+                policy.prepare(scene, offset=offset, view=None, seed=episode_seed)
+                out[-1]["replay"] = rollout(scene, policy, offset=offset, seed=episode_seed, max_steps=400,
+                                            replan_every=4)["outcome"]
     return out
 
 
-def measure(rows=16, cols=16, workers=2, chunks=8, seed=0, **scene_kwargs) -> list[dict]:
+def measure(rows=16, cols=16, workers=2, chunks=8, seed=0, replay=False, **scene_kwargs) -> list[dict]:
     from pxp.plugins.scenes.libero import LiberoSceneConfig
 
     cfg = LiberoSceneConfig(**scene_kwargs)
@@ -39,7 +49,7 @@ def measure(rows=16, cols=16, workers=2, chunks=8, seed=0, **scene_kwargs) -> li
     cells = [((r, c), (step(x0, x1, rows, r), step(y0, y1, cols, c))) for r in range(rows) for c in range(cols)]
     parts = [cells[i::chunks] for i in range(chunks)]  # interleaved: every chunk spans the whole grid
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        results = pool.map(_run_chunk, parts, [scene_kwargs] * chunks, [seed] * chunks)
+        results = pool.map(_run_chunk, parts, [scene_kwargs] * chunks, [seed] * chunks, [replay] * chunks)
         return sorted((r for part in results for r in part), key=lambda r: r["cell"])
 
 
@@ -50,20 +60,26 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clutter", default="clean")
+    ap.add_argument("--grasp-rim", default="plus_y", help="the expert's rim side: plus_y | nearer_y0")
+    ap.add_argument("--replay", action="store_true", help="also replay each demo's labels through the rollout")
     ap.add_argument("--json", help="write per-cell results here")
     args = ap.parse_args()
     t0 = time.time()
-    res = measure(args.rows, args.cols, args.workers, seed=args.seed, clutter=args.clutter)
+    res = measure(args.rows, args.cols, args.workers, seed=args.seed, replay=args.replay, clutter=args.clutter,
+                  grasp_rim=args.grasp_rim)
     n = len(res)
     counts = Counter(r["outcome"] for r in res)
     steps = sorted(r["steps"] for r in res)
-    print(f"expert over a {args.rows}x{args.cols} grid ({args.clutter}, seed {args.seed}): "
+    print(f"expert over a {args.rows}x{args.cols} grid ({args.clutter}, grasp_rim {args.grasp_rim}, seed {args.seed}): "
           f"PLACE {counts['PLACE']}/{n} ({100 * counts['PLACE'] / n:.1f}%), GRASP {counts['GRASP']}, "
           f"MISS {counts['MISS']}; LIBERO success {sum(r['libero_success'] for r in res)}/{n}; "
           f"steps median {steps[n // 2]}, max {steps[-1]}; {time.time() - t0:.0f} s with {args.workers} workers")
+    if args.replay:
+        print(f"replayed labels (stride 4, horizon 4): PLACE {sum(r['replay'] == 'PLACE' for r in res)}/{n}")
     for r in res:
-        if r["outcome"] != "PLACE":
-            print(f"  cell {r['cell']} offset ({r['offset'][0]:+.3f}, {r['offset'][1]:+.3f}): {r['outcome']}")
+        if r["outcome"] != "PLACE" or r.get("replay", "PLACE") != "PLACE":
+            print(f"  cell {r['cell']} offset ({r['offset'][0]:+.3f}, {r['offset'][1]:+.3f}): expert {r['outcome']}, "
+                  f"replay {r.get('replay', '-')}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

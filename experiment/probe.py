@@ -15,8 +15,9 @@ measures that for any policy, of any head, from its checkpoint:
    descent it predicts). No policy internals are read, so heatmap and regression heads compare.
 4. **Error** = horizontal (xy) distance, in cm, from the grasp target to the expert's own grasp
    point for that state (``error_cm``), and to the nearest of the scene's valid grasp points
-   (``error_any_cm``: the LIBERO bowl can be grasped on either rim side; the expert switches side
-   at y = 0, so a policy that follows the bowl but keeps its training side differs only there).
+   (``error_any_cm``: the LIBERO bowl can be grasped on either rim side; with ``grasp_rim: nearer_y0``
+   the expert switches side at y = 0, and a policy that follows the bowl but keeps its training side
+   differs only there).
 
 The core knows nothing about bowls: the scene provides ``pregrasp`` and ``workspace``; privileged
 test policies (the scripted expert) get ``prepare(scene, ...)`` and ``seek(steps)`` as in an

@@ -70,7 +70,7 @@ class ProbeSection:
         doc.p("No rollout: the scripted expert drives the arm to its pre-grasp pose above the bowl, the frame is "
               "rendered and each policy is asked for its targets. Grasp target = the first predicted target with the "
               "gripper commanded closed, else the lowest one. Error = its horizontal distance to the expert's grasp "
-              "point (in brackets: to the nearest rim side; the expert switches side at y = 0). Objects swept along dx "
+              "point (in brackets: to the nearest of the bowl's grasp points, either rim side). Objects swept along dx "
               f"and dy through the workspace centre ({st.get('points')} positions each), then the camera at the default "
               f"position over θ = {', '.join(f'{t:g}' for t in st.get('thetas', []))}° × φ = "
               f"{', '.join(f'{p:g}' for p in st.get('phis', []))}°. See docs/evaluation.md (Probe).")
