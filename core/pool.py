@@ -357,7 +357,7 @@ class _Pool:
 
     def exit_codes(self) -> list:
         for p in self.procs.values():
-            p.join(timeout=1)
+            p.join(timeout=5)  # a loaded machine can take over a second to reap a dead worker
         codes = [p.exitcode for p in self.procs.values() if p.exitcode not in (None, 0)]
         return [c for c in codes if c != -signal.SIGTERM] or codes  # the executor SIGTERMs the survivors
 
