@@ -197,7 +197,8 @@ class _StartClock:
     def _poll(self) -> None:
         now = time.monotonic()
         for i, count in self.ray.get(self.actor.counts.remote()).items():
-            if i not in self.done and self.seen.get(i, (None,))[0] != count:  # a retry after a dead worker restarts the clock
+            # a retry after a dead worker restarts the clock; a finished task stays finished
+            if i not in self.done and self.seen.get(i, (None,))[0] != count:
                 self.seen[i] = (count, now)
 
     def wait_s(self, timeout: float) -> float:
