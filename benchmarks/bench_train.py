@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                         # CPU, tiny ViT + PARA at 64 px
     python benchmarks/bench_train.py --head act
+    python benchmarks/bench_train.py --backbone small_cnn --size 128 --batch 32 --head act   # the CPU study's
     python benchmarks/bench_train.py --device cuda --backbone vits14 --size 224 --batch 16
 
 pxp's side is ``pxp.experiment.training.LoopStep`` (exactly what ``train()`` runs each step: lr schedule,
@@ -44,13 +45,16 @@ def make_batch(B: int, T: int, size: int, device):
 def build(args):
     from pxp.core.plugins import get_registry
     from pxp.experiment.policy import build_policy
+    from pxp.plugins.backbones.cnn import SmallCNNConfig
     from pxp.plugins.backbones.vit import DinoV2Config, TinyViTConfig
     from pxp.plugins.heads.act import ActRegressionConfig
     from pxp.plugins.heads.para import ParaVolumeConfig
     from pxp.plugins.objectives.losses import BehaviorCloningConfig
 
     reg = get_registry()
-    if args.backbone == "tiny":
+    if args.backbone == "small_cnn":
+        bb = SmallCNNConfig(width=96, stages=3, image_size=args.size)
+    elif args.backbone == "tiny":
         bb = TinyViTConfig(image_size=args.size, patch_size=8, embed_dim=96, depth=2, num_heads=3)
     else:
         bb = DinoV2Config(model="vit_small_patch14_dinov2", image_size=args.size, weights="random")
@@ -111,7 +115,7 @@ def timed(fn, steps: int, sync) -> float:
 def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--backbone", choices=["tiny", "vits14"], default="tiny")
+    ap.add_argument("--backbone", choices=["tiny", "small_cnn", "vits14"], default="tiny")
     ap.add_argument("--head", choices=["para", "act"], default="para")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
