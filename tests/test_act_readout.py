@@ -1,9 +1,12 @@
-"""ACT's ``readout: queries`` (one learned query per future step over the patch tokens)."""
+"""ACT's readouts beyond the CLS token: ``queries`` (one learned query per future step over the patch
+tokens) and ``spatial_softmax`` (keypoints: each map's expected position)."""
 from __future__ import annotations
 
 import torch
 
-from pxp.plugins.heads.act.model import ActHead, sincos_2d
+import pytest
+
+from pxp.plugins.heads.act.model import ActHead, sincos_2d, spatial_softmax
 from pxp.plugins.heads.act.config import ActRegressionConfig
 
 
@@ -34,11 +37,29 @@ def test_queries_readout_has_the_cls_readouts_outputs_and_parameter_shapes():
     assert all(q_head.state_dict()[k].shape == s for k, s in shared.items())  # a CLS checkpoint transfers
 
 
-def test_queries_readout_localises_a_bright_patch():
-    """Learning check: the query readout regresses where a marked patch is (which the CLS token, here
-    a constant, cannot say)."""
+def test_spatial_softmax_of_a_peaked_map_is_its_cell_centre():
+    maps = torch.full((1, 2, 4, 8), -1e4)
+    maps[0, 0, 1, 6] = 0.0  # row 1 of 4, column 6 of 8
+    maps[0, 1, 3, 0] = 0.0
+    xy = spatial_softmax(maps).view(2, 2)
+    assert torch.allclose(xy[0], torch.tensor([(6 + 0.5) / 4 - 1, (1 + 0.5) / 2 - 1]))
+    assert torch.allclose(xy[1], torch.tensor([(0 + 0.5) / 4 - 1, (3 + 0.5) / 2 - 1]))
+    assert torch.allclose(spatial_softmax(torch.zeros(1, 1, 4, 8)), torch.zeros(1, 2), atol=1e-6)  # flat → centre
+
+
+def test_spatial_softmax_head_outputs_one_target_per_step():
+    h = head(readout="spatial_softmax", keypoints=5)
+    out = h(torch.randn(2, 16, 4, 4), torch.randn(2, 16), cond(2))
+    assert out["pos01"].shape == (2, 3, 3) and out["gripper_logits"].shape == (2, 3, 2)
+    assert h.keypoint_maps.out_channels == 5 and h.mlp[0].in_features == 2 * 5 + 4  # keypoints + state
+
+
+@pytest.mark.parametrize("readout", ["queries", "spatial_softmax"])
+def test_readout_localises_a_bright_patch(readout):
+    """Learning check: the readout regresses where a marked patch is (which the CLS token, here a
+    constant, cannot say)."""
     torch.manual_seed(0)
-    h = head(readout="queries", condition_on_state=False)
+    h = head(readout=readout, condition_on_state=False)
     opt = torch.optim.Adam(h.parameters(), 5e-3)
     for step in range(250):
         fmap, target = marked(64)

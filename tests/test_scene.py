@@ -117,6 +117,27 @@ def test_servo_is_the_only_path_to_the_robot(scene):
         scene.servo(scene.observe(image=False)["eef_pos"], 2.0)
 
 
+def test_control_step_is_env_steps_physics_bit_for_bit(scene):
+    """servo's control step leaves out env.step's bookkeeping, never its physics: the same actions from
+    the same reset give exactly the same joint positions and velocities (arm, gripper, objects), whatever
+    ran before in the same process (the reset does not inherit the last episode's gripper command)."""
+    actions = [np.array([0.6, -0.4, -0.5, 0.02, -0.01, 0.0, -1.0])] * 8 + [np.array([0.0, 0.3, 0.2, 0, 0, 0.05, 1.0])] * 8
+
+    def run(step):
+        scene.reset(offset=(0.05, -0.1), seed=3)
+        scene._in_servo = True
+        try:
+            for a in actions:
+                step(a)
+        finally:
+            scene._in_servo = False
+        return np.concatenate([scene.data.qpos, scene.data.qvel])
+
+    fast, reference, again = run(scene._control_step), run(scene._raw_step), run(scene._control_step)
+    assert np.array_equal(fast, reference) and np.array_equal(fast, again)
+    assert np.abs(fast - run(lambda a: None)).max() > 0.1  # the check would see a step that did nothing
+
+
 def test_servo_reaches_a_target_and_holds_orientation(scene):
     obs = scene.reset()
     rot0 = scene._home_rot.copy()

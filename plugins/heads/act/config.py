@@ -17,9 +17,12 @@ class ActRegressionConfig(BaseModel):
     mlp_layers: int = Field(2, ge=1)
     space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
     condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
-    readout: Literal["cls", "queries"] = Field(
+    readout: Literal["cls", "queries", "spatial_softmax"] = Field(
         "cls", description="cls: regress from the CLS token (the seed's ACT); queries: one learned query per "
-                           "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer)")
+                           "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer); "
+                           "spatial_softmax: `keypoints` learned feature channels, each read out as its expected "
+                           "(x, y) over the feature map (robomimic's and Levine et al.'s visuomotor readout)")
+    keypoints: int = Field(32, gt=0, description="spatial_softmax: how many keypoints (2 coordinates each)")
     workspace_low: tuple[float, float, float] | None = Field(
         None, description="null: the scene's workspace box (the same for every split)")
     workspace_high: tuple[float, float, float] | None = None

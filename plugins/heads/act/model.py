@@ -21,7 +21,7 @@ class ActHead(nn.Module):
         self.dims = 3 if cfg.space == "world" else 2
         state_dim = 4 if cfg.condition_on_state else 0
         layers: list[nn.Module] = []
-        width = in_dim + state_dim
+        width = (2 * cfg.keypoints if cfg.readout == "spatial_softmax" else in_dim) + state_dim
         for _ in range(cfg.mlp_layers):
             layers += [nn.Linear(width, cfg.hidden_dim), nn.GELU()]
             width = cfg.hidden_dim
@@ -29,6 +29,9 @@ class ActHead(nn.Module):
         if cfg.readout == "queries":
             self.queries = nn.Parameter(torch.randn(cfg.horizon, in_dim) * 0.02)
             self.attend = nn.MultiheadAttention(in_dim, num_heads=_heads(in_dim), batch_first=True)
+        elif cfg.readout == "spatial_softmax":
+            self.keypoint_maps = nn.Conv2d(in_dim, cfg.keypoints, 1)
+            self.log_temperature = nn.Parameter(torch.zeros(()))  # learned sharpness of each keypoint's softmax
         self.mlp = nn.Sequential(*layers)
         self.pos_out = nn.Linear(width, cfg.horizon * self.dims)
         self.gripper_out = nn.Linear(width, cfg.horizon * 2)
@@ -77,11 +80,13 @@ class ActHead(nn.Module):
         return self.ws_low + (p + 1.0) * 0.5 * (self.ws_high - self.ws_low)
 
     def _readout(self, fmap: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        """(B, C) from the CLS token, or (B, T, C): each step's query attends over the patch tokens,
-        whose keys and values carry a fixed 2D sin-cos code of their position (so the attention weights
-        act as a soft argmax over patch positions)."""
+        """(B, C) from the CLS token; (B, 2K) keypoints; or (B, T, C): each step's query attends over the
+        patch tokens, whose keys and values carry a fixed 2D sin-cos code of their position (so the
+        attention weights act as a soft argmax over patch positions)."""
         if self.cfg.readout == "cls":
             return self.norm(cls)
+        if self.cfg.readout == "spatial_softmax":
+            return spatial_softmax(self.keypoint_maps(fmap) / self.log_temperature.exp())
         B, C, h, w = fmap.shape
         tokens = fmap.flatten(2).transpose(1, 2) + sincos_2d(h, w, C).to(fmap)
         q = self.queries.to(fmap.dtype).expand(B, -1, -1)
@@ -129,6 +134,18 @@ class ActHead(nn.Module):
 
 def _heads(dim: int) -> int:
     return next(h for h in (4, 3, 2, 1) if dim % h == 0)
+
+
+def spatial_softmax(maps: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) → (B, 2K): each map's softmax over its cells, read out as the expected (x, y) of the
+    cell centres in −1..1 (x across, y down). Sub-cell precise, and linear in where the mass sits."""
+    B, K, h, w = maps.shape
+    prob = maps.float().flatten(2).softmax(-1).view(B, K, h, w)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=maps.device)
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=maps.device)
+    x = (prob.sum(2) * xs).sum(-1)
+    y = (prob.sum(3) * ys).sum(-1)
+    return torch.stack([x, y], -1).flatten(1).to(maps.dtype)
 
 
 @functools.lru_cache(maxsize=8)  # the same grid every training step: build it once
