@@ -76,3 +76,21 @@ def marked(B: int):
     fmap = torch.zeros(B, 16, 6, 6)
     fmap[torch.arange(B), 0, r, c] = 5.0
     return fmap, torch.stack([r, c], 1).float() / 2.5 - 1.0
+
+
+def test_relative_targets_are_offsets_from_the_end_effector():
+    torch.manual_seed(0)
+    h = head(relative_to_eef=True)
+    fmap, cls, c = torch.randn(2, 16, 4, 4), torch.randn(2, 16), cond(2)
+    c["eef_pos"] = torch.tensor([[0.5, -0.5, 1.0], [0.0, 0.0, 1.0]])
+    with torch.no_grad():
+        for layer in (h.pos_out,):
+            layer.weight.zero_(), layer.bias.zero_()
+    out = h(fmap, cls, c)
+    xyz = h.denormalize(out["pos01"])  # a zero offset is the end effector itself, at every step
+    assert torch.allclose(xyz, c["eef_pos"][:, None].expand(-1, 3, -1), atol=1e-6)
+
+
+def test_relative_targets_need_world_space():
+    with pytest.raises(ValueError, match="relative_to_eef needs space: world"):
+        ActRegressionConfig(space="image", relative_to_eef=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 
@@ -22,10 +22,20 @@ class ActRegressionConfig(BaseModel):
                            "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer); "
                            "spatial_softmax: `keypoints` learned feature channels, each read out as its expected "
                            "(x, y) over the feature map (robomimic's and Levine et al.'s visuomotor readout)")
+    relative_to_eef: bool = Field(
+        False, description="regress each target as an offset from the current end-effector position (the same "
+                           "box-normalised units; the output still reaches any point): delta actions")
     keypoints: int = Field(32, gt=0, description="spatial_softmax: how many keypoints (2 coordinates each)")
     workspace_low: tuple[float, float, float] | None = Field(
         None, description="null: the scene's workspace box (the same for every split)")
     workspace_high: tuple[float, float, float] | None = None
+
+    @model_validator(mode="after")
+    def _offsets_need_world_space(self):
+        if self.relative_to_eef and self.space != "world":
+            raise ValueError("relative_to_eef needs space: world (a 2D track has no end-effector position to "
+                             "offset from)")
+        return self
 
     def smoke(self) -> dict:
         return {"hidden_dim": min(self.hidden_dim, 64)}

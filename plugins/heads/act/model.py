@@ -110,8 +110,11 @@ class ActHead(nn.Module):
             eye = torch.eye(T, dtype=torch.bool, device=h.device)
             pos = pos.view(B, T, T, self.dims)[:, eye]
             grip = grip.view(B, T, T, 2)[:, eye]
+        pos = pos.float().view(B, T, self.dims)
+        if self.cfg.relative_to_eef:  # offsets from where the arm is now (world space only: validated)
+            pos = pos + self.normalize(cond["eef_pos"].float()).unsqueeze(1)
         out = {
-            "pos01": pos.float().view(B, T, self.dims),
+            "pos01": pos,
             "gripper_logits": grip.view(B, T, 2),
             "eef_pos": cond["eef_pos"],
         }
