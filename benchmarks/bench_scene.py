@@ -2,8 +2,9 @@
 
     MUJOCO_GL=egl python benchmarks/bench_scene.py [--size 448 --steps 200 --frames 30]
 
-steps/s: ``scene.servo`` control steps (OSC controller + robosuite bookkeeping + 25 physics substeps)
-against 25 bare ``mujoco.mj_step`` calls (the same simulated time). frames/s: ``scene.render`` (robot
+steps/s: ``scene.servo`` control steps (robosuite's OSC controller + 25 physics substeps) against 25 bare
+``mujoco.mj_step`` calls (the same simulated time), and servo's control step against robosuite's own
+``env.step`` with the same actions (the bookkeeping it leaves out). frames/s: ``scene.render`` (robot
 shown / hidden / circle overlay) and ``scene.observe()`` against ``Renderer.update_scene`` +
 ``Renderer.render`` on the same model with MuJoCo's default options. Printed as ratios (scene / raw).
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
+
+import numpy as np
 
 
 def _rate(fn, n, rounds=3) -> float:
@@ -48,6 +51,19 @@ def main():
             scene.servo(targets[next(i) % 2], 0.0, max_steps=1, tol=0.0)
 
         step_scene = _rate(scene_step, args.steps)
+        action = np.array([0.3, -0.2, -0.2, 0.0, 0.0, 0.0, -1.0])
+
+        def env_step():  # robosuite's env.step with the same action: what servo's control step replaces
+            scene._in_servo = True
+            try:
+                scene._raw_step(action * (1 if next(i) % 20 < 10 else -1))
+            finally:
+                scene._in_servo = False
+
+        def control_step():
+            scene._control_step(action * (1 if next(i) % 20 < 10 else -1))
+
+        step_env, step_control = _rate(env_step, args.steps), _rate(control_step, args.steps)
         m, d = scene.model, scene.data
         substeps = int(round(scene._env.env.control_timestep / m.opt.timestep))
         raw_d = mujoco.MjData(m)
@@ -82,6 +98,8 @@ def main():
     print(f"LIBERO bowl→plate ({args.clutter}), {args.size}² images, MUJOCO_GL={os.environ['MUJOCO_GL']}")
     print(f"control steps/s: scene.servo {step_scene:7.1f}   raw {substeps}×mj_step {step_raw:7.1f}   "
           f"ratio {step_scene / step_raw:.2f}")
+    print(f"control steps/s: servo's control step {step_control:7.1f}   robosuite env.step {step_env:7.1f}   "
+          f"ratio {step_control / step_env:.2f}")
     print(f"raw frames/s: model defaults (MSAA) {frame_raw_msaa:.1f}, scene settings (no MSAA) {frame_raw:.1f}")
     for mode, fps in frames.items():
         print(f"frames/s {mode:>9}: {fps:6.1f}   ratio vs raw same settings {fps / frame_raw:.2f}, "
