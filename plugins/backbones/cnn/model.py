@@ -13,7 +13,7 @@ class SmallCNN(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(1, c_out), nn.GELU()]
             c_in = c_out
         # channels-last: oneDNN's convolutions skip a layout conversion each call (ACT's CPU training step
-        # 0.8×, PARA's 0.94×; benchmarks/bench_train.py --backbone small_cnn)
+        # 0.78×, PARA's 0.87× at 128 px, batch 32; benchmarks/bench_train.py --backbone small_cnn)
         self.body = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.embed_dim, self.patch_size, self.image_size = width, 2 ** stages, image_size
         self.weights_info = {"source": "random init"}
