@@ -52,20 +52,21 @@ def main():
 
         step_scene = _rate(scene_step, args.steps)
         action = np.array([0.3, -0.2, -0.2, 0.0, 0.0, 0.0, -1.0])
+        back_and_forth = lambda: action * (1 if next(i) % 20 < 10 else -1)
 
-        def env_step():  # robosuite's env.step with the same action: what servo's control step replaces
+        def env_step():  # robosuite's env.step with the same actions: what servo's control step replaces
             scene._in_servo = True
             try:
-                scene._raw_step(action * (1 if next(i) % 20 < 10 else -1))
+                scene._raw_step(back_and_forth())
             finally:
                 scene._in_servo = False
 
         def control_step():
-            scene._control_step(action * (1 if next(i) % 20 < 10 else -1))
+            scene._control_step(back_and_forth())
 
         step_env, step_control = _rate(env_step, args.steps), _rate(control_step, args.steps)
         m, d = scene.model, scene.data
-        substeps = int(round(scene._env.env.control_timestep / m.opt.timestep))
+        substeps = scene._substeps
         raw_d = mujoco.MjData(m)
         raw_d.qpos[:], raw_d.ctrl[:] = d.qpos, d.ctrl
 

@@ -84,8 +84,7 @@ def test_relative_targets_are_offsets_from_the_end_effector():
     fmap, cls, c = torch.randn(2, 16, 4, 4), torch.randn(2, 16), cond(2)
     c["eef_pos"] = torch.tensor([[0.5, -0.5, 1.0], [0.0, 0.0, 1.0]])
     with torch.no_grad():
-        for layer in (h.pos_out,):
-            layer.weight.zero_(), layer.bias.zero_()
+        h.pos_out.weight.zero_(), h.pos_out.bias.zero_()
     out = h(fmap, cls, c)
     xyz = h.denormalize(out["pos01"])  # a zero offset is the end effector itself, at every step
     assert torch.allclose(xyz, c["eef_pos"][:, None].expand(-1, 3, -1), atol=1e-6)

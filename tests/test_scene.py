@@ -123,7 +123,8 @@ def test_control_step_is_env_steps_physics_bit_for_bit(scene):
     ran before in the same process (the reset does not inherit the last episode's gripper command)."""
     actions = [np.array([0.6, -0.4, -0.5, 0.02, -0.01, 0.0, -1.0])] * 8 + [np.array([0.0, 0.3, 0.2, 0, 0, 0.05, 1.0])] * 8
 
-    def run(step):
+    def run(step, gripper_command_before=(0.0, 0.0)):
+        scene._env.env.robots[0].gripper.current_action[:] = gripper_command_before  # as a last episode left it
         scene.reset(offset=(0.05, -0.1), seed=3)
         scene._in_servo = True
         try:
@@ -133,7 +134,8 @@ def test_control_step_is_env_steps_physics_bit_for_bit(scene):
             scene._in_servo = False
         return np.concatenate([scene.data.qpos, scene.data.qvel])
 
-    fast, reference, again = run(scene._control_step), run(scene._raw_step), run(scene._control_step)
+    fast, reference = run(scene._control_step), run(scene._raw_step)
+    again = run(scene._control_step, gripper_command_before=(-1.0, 1.0))  # after a closed gripper
     assert np.array_equal(fast, reference) and np.array_equal(fast, again)
     assert np.abs(fast - run(lambda a: None)).max() > 0.1  # the check would see a step that did nothing
 

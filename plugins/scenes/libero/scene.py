@@ -117,7 +117,8 @@ class LiberoScene:
         """One control step: robosuite's own OSC and gripper controllers, then a physics substep, as
         many times as ``env.step`` does. Leaves out what pxp never reads (a second ``mj_forward`` per
         substep, whose state the controller's own ``mj_forward`` recomputes; observables; reward; BDDL
-        success checks): the same physics bit for bit (tests/test_scene.py), ≈ 1.3 × as fast."""
+        success checks): the same physics bit for bit (tests/test_scene.py), 1.24 × as fast
+        (benchmarks/bench_scene.py)."""
         env = self._env.env
         robot = env.robots[0]
         for i in range(self._substeps):
