@@ -44,6 +44,9 @@ class TrainConfig(Strict):
         None, gt=0, description="backbone lr = lr × this; null: 0.1 for pretrained weights, 1 for random init")
     amp: Literal["auto", "off", "bf16"] = "auto"
     target_stride: int = Field(4, ge=1, description="frames between consecutive future targets")
+    sampling: Literal["frames", "demos", "phases"] = Field(
+        "frames", description="how training frames are drawn: every frame equally; every demo equally (long "
+        "demos no longer count more); every phase of every demo equally (needs the demos' per-step phase)")
     num_workers: Optional[int] = Field(
         None, ge=0, description="DataLoader worker processes; null: 0 on CPU, on CUDA one per core up to 8")
 

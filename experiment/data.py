@@ -503,6 +503,32 @@ class DemoDataset:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def sample_weights(self, sampling: str) -> np.ndarray | None:
+        """Relative draw probability of each sample: None for ``frames`` (uniform); ``demos``: 1 / the demo's
+        length; ``phases``: 1 / (phases in the demo × frames in that phase), from each demo's ``phase``."""
+        if sampling == "frames":
+            return None
+        parts = []
+        for d, demo in enumerate(self.demos):
+            if sampling == "demos":
+                parts.append(np.full(demo.length, 1.0 / demo.length))
+                continue
+            phase = self._phases(d)
+            labels, inverse, counts = np.unique(phase, return_inverse=True, return_counts=True)
+            parts.append(1.0 / (len(labels) * counts[inverse]))
+        return np.concatenate(parts)
+
+    def _phases(self, d: int) -> np.ndarray:
+        with h5py.File(self.path, "r") as f:
+            group = f["data"][self.demos[d].name]
+            if "phase" not in group:
+                raise DatasetError(f"{self.path}: {self.demos[d].name} has no per-step 'phase', which "
+                                   "train.sampling: phases needs (use frames or demos)")
+            phase = group["phase"][()]
+        if len(phase) < self.demos[d].length:
+            raise DatasetError(f"{self.path}: {self.demos[d].name}/phase has {len(phase)} steps, expected {self.demos[d].length}")
+        return phase[:self.demos[d].length]
+
     def locate(self, index: int) -> tuple[int, int]:
         """Sample index → (position in ``self.demos``, frame t)."""
         if not 0 <= index < len(self):

@@ -231,24 +231,28 @@ class Batches:
     None: see :func:`pxp.experiment.data.loader_workers`) the loader and its workers live across epochs, and on
     CUDA batches come in pinned memory and are copied without blocking."""
 
-    def __init__(self, dataset, batch_size: int, seed: int, device, num_workers: int | None = 0, epoch: int = 0):
+    def __init__(self, dataset, batch_size: int, seed: int, device, num_workers: int | None = 0, epoch: int = 0,
+                 weights=None):
         from .data import loader_workers
 
         if len(dataset) == 0:
             raise PxpError("the training set is empty")
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.weights = weights  # per-sample draw weights (with replacement); None: a shuffle of every sample
         self.num_workers, self.epoch = loader_workers(num_workers, device), epoch
         self._it, self._dl, self._gen = None, None, None
 
     def _loader(self):
         import torch
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, WeightedRandomSampler
 
         n = len(self.dataset)
         if self._dl is None or not self.num_workers:
             self._gen = torch.Generator()
             workers = dict(persistent_workers=True, prefetch_factor=4) if self.num_workers else {}
-            self._dl = DataLoader(self.dataset, batch_size=min(self.batch_size, n), shuffle=True, generator=self._gen,
+            order = dict(shuffle=True, generator=self._gen) if self.weights is None else dict(
+                sampler=WeightedRandomSampler(self.weights, n, replacement=True, generator=self._gen))
+            self._dl = DataLoader(self.dataset, batch_size=min(self.batch_size, n), **order,
                                   drop_last=n >= self.batch_size, num_workers=self.num_workers,
                                   pin_memory=torch.device(self.device).type == "cuda", **workers)
         self._gen.manual_seed(self.seed * 100_003 + self.epoch)
@@ -472,7 +476,8 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
 
     dtype = amp_dtype(tcfg.amp, policy.device)
     loop = LoopStep(policy, objective, optimizer, tcfg, dtype)
-    data = Batches(train_ds, tcfg.batch_size, tcfg.seed, policy.device, tcfg.num_workers, epoch)
+    weights = None if tcfg.sampling == "frames" else train_ds.sample_weights(tcfg.sampling)
+    data = Batches(train_ds, tcfg.batch_size, tcfg.seed, policy.device, tcfg.num_workers, epoch, weights=weights)
     budget = _Budget(tcfg.steps, tcfg.minutes, elapsed)
     state = {"data": data, "last_good": read_marker(out_dir), "first_loss": None, "last": None, "holdout": None}
     since = step

@@ -3,8 +3,9 @@
 the median / 90th percentile distance (cm) between the last predicted target and the demo's.
 Shows whether a policy has learned the approach from home (t = 0), where rollouts start.
 
-    python scripts/target_error_by_time.py RUN POLICY DATASET
+    python scripts/target_error_by_time.py RUN POLICY DATASET [FILTER_KEY]
     python scripts/target_error_by_time.py runs/e1 act left_half
+    python scripts/target_error_by_time.py runs/cpu_study act_near workspace near
 """
 import collections
 import sys
@@ -17,14 +18,19 @@ BUCKETS = ((0, 1, "t = 0"), (1, 24, "0 < t < 24"), (24, 48, "24 ≤ t < 48"), (4
 def main() -> None:
     import torch
 
-    from pxp.experiment.data import DemoDataset
+    from pxp.experiment.data import DemoDataset, open_dataset
     from pxp.experiment.policy import load_policy
     from pxp.experiment.training import batch_cameras
 
     run, name, dataset = sys.argv[1:4]
+    path = f"{run}/data/{dataset}.hdf5"
+    demos = None
+    if len(sys.argv) > 4:  # a robomimic filter key, e.g. the half a policy trained on
+        with open_dataset(path) as f:
+            demos = f.filtered(sys.argv[4])
     policy = load_policy(f"{run}/checkpoints/{name}")
     stride = (getattr(policy, "target_stride", None) or 4)
-    ds = DemoDataset(f"{run}/data/{dataset}.hdf5", horizon=policy.horizon, stride=stride)
+    ds = DemoDataset(path, horizon=policy.horizon, stride=stride, demos=demos)
     index = [(i, ds.locate(i)[1]) for i in range(0, len(ds), 3)]
     errors = collections.defaultdict(list)
     for k in range(0, len(index), 64):

@@ -263,3 +263,43 @@ def test_normalize_image():
     assert normalize_image(np.stack([img, img])).shape == (2, 3, 4, 5)
     with pytest.raises(TypeError):
         normalize_image(x.numpy())  # already float: probably normalised twice
+
+
+def test_sample_weights_balance_demos_and_phases(tmp_path):
+    path = tmp_path / "d.hdf5"
+    lengths, phases = (4, 8), ([0, 1, 1, 1], [0, 1, 1, 1, 1, 1, 2, 2])
+    with DemoWriter(path, config_hash="h1", log=lambda m: None) as w:
+        for i, (T, phase) in enumerate(zip(lengths, phases)):
+            w.write(i, {**episode(i, T), "extra": {"phase": np.array(phase, np.int8)}}, {"cell": i}, success=True)
+        w.finish()
+    ds = DemoDataset(path, horizon=1)
+    assert ds.sample_weights("frames") is None
+    demos = ds.sample_weights("demos")
+    assert np.allclose([demos[:4].sum(), demos[4:].sum()], 1.0)  # every demo counts once, whatever its length
+    by_phase = ds.sample_weights("phases")
+    assert np.allclose(by_phase[:4], [1 / 2, 1 / 6, 1 / 6, 1 / 6])  # 2 phases: the home frame gets half the demo
+    assert np.allclose(by_phase[4:], [1 / 3, *[1 / 15] * 5, 1 / 6, 1 / 6])
+
+
+def test_phase_sampling_without_phases_names_what_is_missing(tmp_path):
+    path = tmp_path / "d.hdf5"
+    write(path, range(2))
+    with pytest.raises(DatasetError, match="demo_0 has no per-step 'phase'.*frames or demos"):
+        DemoDataset(path, horizon=1).sample_weights("phases")
+
+
+def test_weighted_batches_follow_the_weights_and_the_epoch_seed(tmp_path):
+    from pxp.experiment.training import Batches
+
+    path = tmp_path / "d.hdf5"
+    write(path, range(3))  # 21 samples
+    ds = DemoDataset(path, horizon=1, frames="ram")
+    weights = np.zeros(len(ds))
+    weights[[0, 7, 14]] = 1.0  # only the home frames
+    homes = {tuple(normalize_image(episode(i)["obs"]["agentview_rgb"][0]).flatten()[:8].tolist()) for i in range(3)}
+    a, b = Batches(ds, 4, seed=3, device="cpu", weights=weights), Batches(ds, 4, seed=3, device="cpu", weights=weights)
+    for _ in range(7):  # crosses an epoch boundary (5 batches of 4 an epoch)
+        x, y = next(a), next(b)
+        assert torch.equal(x["image"], y["image"])
+        assert {tuple(img.flatten()[:8].tolist()) for img in x["image"]} <= homes
+    assert a.epoch == 1
