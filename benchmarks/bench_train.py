@@ -53,7 +53,7 @@ def build(args):
 
     reg = get_registry()
     if args.backbone == "small_cnn":
-        bb = SmallCNNConfig(width=96, stages=3, image_size=args.size)
+        bb = SmallCNNConfig(width=96, stages=args.stages, image_size=args.size)
     elif args.backbone == "tiny":
         bb = TinyViTConfig(image_size=args.size, patch_size=8, embed_dim=96, depth=2, num_heads=3)
     else:
@@ -118,6 +118,7 @@ def main(argv=None) -> float:
     ap.add_argument("--backbone", choices=["tiny", "small_cnn", "vits14"], default="tiny")
     ap.add_argument("--head", choices=["para", "act"], default="para")
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--stages", type=int, default=3, help="small_cnn stride-2 stages")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--horizon", type=int, default=4)
     ap.add_argument("--heatmap", type=int, default=32)

@@ -93,3 +93,15 @@ def test_relative_targets_are_offsets_from_the_end_effector():
 def test_relative_targets_need_world_space():
     with pytest.raises(ValueError, match="relative_to_eef needs space: world"):
         ActRegressionConfig(space="image", relative_to_eef=True)
+
+
+def test_gripper_only_state_ignores_where_the_arm_is():
+    torch.manual_seed(0)
+    h = head(readout="queries", condition_on_eef=False)
+    assert h.mlp[0].in_features == 16 + 1  # features + gripper
+    fmap, cls, c = torch.randn(2, 16, 4, 4), torch.randn(2, 16), cond(2)
+    moved = {**c, "eef_pos": torch.tensor([[0.5, -0.5, 1.0], [0.2, 0.3, 0.4]])}
+    with torch.no_grad():
+        assert torch.equal(h(fmap, cls, c)["pos01"], h(fmap, cls, moved)["pos01"])
+        closed = {**c, "gripper": torch.ones(2)}
+        assert not torch.equal(h(fmap, cls, c)["gripper_logits"], h(fmap, cls, closed)["gripper_logits"])

@@ -17,6 +17,9 @@ class ActRegressionConfig(BaseModel):
     mlp_layers: int = Field(2, ge=1)
     space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
     condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
+    condition_on_eef: bool = Field(
+        True, description="with condition_on_state: include the eef position (false: the gripper alone, so the "
+                          "target cannot be read off where the arm already is)")
     readout: Literal["cls", "queries", "spatial_softmax"] = Field(
         "cls", description="cls: regress from the CLS token (the seed's ACT); queries: one learned query per "
                            "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer); "
