@@ -182,6 +182,8 @@ class Runner:
         return self.run_dir
 
     def _run(self, stages) -> None:
+        if "evaluation" in stages and "training" not in stages:  # the checkpoints on disk are what gets evaluated
+            _check_checkpoints_match(self.spec, self.run_dir, f"spec {self.spec.name!r}")
         if set(stages) & {"datasets", "evaluation"}:
             check_gl_backend()  # once here, not as one failed episode per task
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))

@@ -510,6 +510,18 @@ def test_pxp_eval_rejects_a_resolved_spec_edited_away_from_its_checkpoint(pipeli
     no_traceback(res)
 
 
+def test_evaluation_stage_alone_rejects_a_spec_edited_away_from_its_checkpoint(pipeline, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pipeline[0], run, ignore=shutil.ignore_patterns("data"))
+    edited = yaml.safe_load(Path(pipeline[1]).read_text())
+    edited["policies"]["p"]["head"]["hidden_dim"] = 64
+    spec = tmp_path / "edited.yaml"
+    spec.write_text(yaml.safe_dump(edited))
+    res = pxp("run", spec, "--out", run, "--stage", "evaluation")
+    assert res.returncode == 2 and "policies.p.head: hidden_dim differ from the checkpoint" in res.stderr, res.stderr
+    no_traceback(res)
+
+
 # ---------------------------------------------------------------- report details
 
 def test_summary_without_valid_episodes_shows_no_nan_and_counts_failures(tmp_path):
