@@ -105,3 +105,5 @@ def test_gripper_only_state_ignores_where_the_arm_is():
         assert torch.equal(h(fmap, cls, c)["pos01"], h(fmap, cls, moved)["pos01"])
         closed = {**c, "gripper": torch.ones(2)}
         assert not torch.equal(h(fmap, cls, c)["gripper_logits"], h(fmap, cls, closed)["gripper_logits"])
+    with pytest.raises(ValueError, match="condition_on_eef: false only applies with condition_on_state: true"):
+        ActRegressionConfig(condition_on_state=False, condition_on_eef=False)

@@ -34,6 +34,13 @@ class ActRegressionConfig(BaseModel):
     workspace_high: tuple[float, float, float] | None = None
 
     @model_validator(mode="after")
+    def _eef_choice_needs_state(self):
+        if not self.condition_on_eef and not self.condition_on_state:
+            raise ValueError("condition_on_eef: false only applies with condition_on_state: true (without state "
+                             "there is no end-effector position to leave out)")
+        return self
+
+    @model_validator(mode="after")
     def _offsets_need_world_space(self):
         if self.relative_to_eef and self.space != "world":
             raise ValueError("relative_to_eef needs space: world (a 2D track has no end-effector position to "
