@@ -508,26 +508,24 @@ class DemoDataset:
         length; ``phases``: 1 / (phases in the demo × frames in that phase), from each demo's ``phase``."""
         if sampling == "frames":
             return None
+        if sampling == "demos":
+            return np.concatenate([np.full(d.length, 1.0 / d.length) for d in self.demos])
         parts = []
-        for d, demo in enumerate(self.demos):
-            if sampling == "demos":
-                parts.append(np.full(demo.length, 1.0 / demo.length))
-                continue
-            phase = self._phases(d)
-            labels, inverse, counts = np.unique(phase, return_inverse=True, return_counts=True)
-            parts.append(1.0 / (len(labels) * counts[inverse]))
+        with h5py.File(self.path, "r") as f:  # one open for every demo's phase labels
+            for demo in self.demos:
+                _, inverse, counts = np.unique(self._phases(f, demo), return_inverse=True, return_counts=True)
+                parts.append(1.0 / (len(counts) * counts[inverse]))
         return np.concatenate(parts)
 
-    def _phases(self, d: int) -> np.ndarray:
-        with h5py.File(self.path, "r") as f:
-            group = f["data"][self.demos[d].name]
-            if "phase" not in group:
-                raise DatasetError(f"{self.path}: {self.demos[d].name} has no per-step 'phase', which "
-                                   "train.sampling: phases needs (use frames or demos)")
-            phase = group["phase"][()]
-        if len(phase) < self.demos[d].length:
-            raise DatasetError(f"{self.path}: {self.demos[d].name}/phase has {len(phase)} steps, expected {self.demos[d].length}")
-        return phase[:self.demos[d].length]
+    def _phases(self, f, demo) -> np.ndarray:
+        group = f["data"][demo.name]
+        if "phase" not in group:
+            raise DatasetError(f"{self.path}: {demo.name} has no per-step 'phase', which "
+                               "train.sampling: phases needs (use frames or demos)")
+        phase = group["phase"][()]
+        if len(phase) < demo.length:
+            raise DatasetError(f"{self.path}: {demo.name}/phase has {len(phase)} steps, expected {demo.length}")
+        return phase[:demo.length]
 
     def locate(self, index: int) -> tuple[int, int]:
         """Sample index → (position in ``self.demos``, frame t)."""

@@ -476,6 +476,7 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
 
     dtype = amp_dtype(tcfg.amp, policy.device)
     loop = LoopStep(policy, objective, optimizer, tcfg, dtype)
+    # any map-style dataset trains with the default; the other schemes need DemoDataset's per-demo structure
     weights = None if tcfg.sampling == "frames" else train_ds.sample_weights(tcfg.sampling)
     data = Batches(train_ds, tcfg.batch_size, tcfg.seed, policy.device, tcfg.num_workers, epoch, weights=weights)
     budget = _Budget(tcfg.steps, tcfg.minutes, elapsed)
