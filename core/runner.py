@@ -446,15 +446,15 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
         for cfg in (raw.get("evaluations") or {}).values():
             cfg["episodes_per_position"] = int(episodes_override)
     spec = validate_spec(raw, registry, source=str(spec_path))
-    _check_checkpoints_match(spec, run_dir, spec_path)
     stages = ("evaluation", "report") if report else ("evaluation",)
     Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
     return run_dir / "results.json"
 
 
-def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
-    """``pxp eval`` evaluates the checkpoints as trained: a resolved spec whose backbone or head was
-    edited afterwards would be reported under a config the weights never had."""
+def _check_checkpoints_match(spec, run_dir: Path, source: str) -> None:
+    """Evaluation without training (``pxp eval``, ``pxp run --stage evaluation``) uses the checkpoints as
+    trained: a spec whose backbone or head differs from them would be reported under a config the
+    weights never had."""
     from pxp.experiment.policy import read_marker
 
     problems = []
@@ -469,7 +469,7 @@ def _check_checkpoints_match(spec, run_dir: Path, spec_path: Path) -> None:
                                  f"{', '.join(changed)} differ from the checkpoint in checkpoints/{name}; "
                                  f"undo the edit, or run `pxp run` to train this config"))
     if problems:
-        raise SpecError(problems, source=str(spec_path))
+        raise SpecError(problems, source=source)
 
 
 def _differs(trained: dict, now: dict, part: str) -> bool:
