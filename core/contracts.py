@@ -271,7 +271,9 @@ class ReportSection(Protocol):
     doc)`` reads the run through ``report`` (``run_dir``, ``spec``, ``episodes``, ``evaluations``,
     ``summary(name)``, ``outcomes``, ``score(episodes)``, ``label(policy)``, ``axis(name)``, ``plots``,
     ``rel(path)``, ``registry``) and writes to ``doc``
-    (a :class:`Document`). It writes nothing when the run has nothing for it."""
+    (a :class:`Document`). It writes nothing when the run has nothing for it. A section with slow work
+    (running policies, rendering scenes) may also define ``prepare(report)``: every section's ``prepare``
+    runs before any ``render``, while the report draws its prediction figures in a worker process."""
 
     title: str
     order: int

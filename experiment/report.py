@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -221,17 +222,33 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     doc.h(1, title)
     if report.spec.get("description"):
         doc.p(report.spec["description"])
+    ordered = sorted(sections(report), key=lambda s: getattr(s, "order", 50))
+    # The figures' worker process and the sections' slow work (the probe) run side by side: two cores.
+    figures = threading.Thread(target=_prediction_figures, args=(report,), daemon=True)
     if report.settings.get("heatmaps", True):
-        _prediction_figures(report)
-    for section in sorted(sections(report), key=lambda s: getattr(s, "order", 50)):
-        try:
-            section.render(report, doc)
-        except Exception as exc:  # one section must not cost the others
-            print(f"warning: report section {getattr(section, 'title', section)!r} not written: "
-                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        figures.start()
+    for section in ordered:
+        _guarded(section, "prepare", report)
+    if figures.is_alive():  # a Ctrl-C above does not wait for it: a daemon thread, its worker dies with us
+        figures.join()
+    for section in ordered:
+        _guarded(section, "render", report, doc)
     io.write_text(report.run_dir / "report.md", doc.markdown())
     io.write_text(report.run_dir / "report.html", doc.html(title))
     return report.run_dir / "report.html"
+
+
+def _guarded(section, method: str, *args) -> None:
+    """Call a section's ``prepare`` / ``render`` (when it has one): one section must not cost the others."""
+    fn = getattr(section, method, None)
+    if fn is None:
+        return
+    try:
+        fn(*args)
+    except Exception as exc:
+        what = "not written" if method == "render" else f"{method} failed"
+        print(f"warning: report section {getattr(section, 'title', section)!r} {what}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
 
 def sections(report: Report) -> list:

@@ -107,3 +107,20 @@ def test_gripper_only_state_ignores_where_the_arm_is():
         assert not torch.equal(h(fmap, cls, c)["gripper_logits"], h(fmap, cls, closed)["gripper_logits"])
     with pytest.raises(ValueError, match="condition_on_eef: false only applies with condition_on_state: true"):
         ActRegressionConfig(condition_on_state=False, condition_on_eef=False)
+
+
+def test_height_state_reads_the_arms_height_not_where_it_is():
+    torch.manual_seed(0)
+    h = head(readout="queries", condition_on_eef="height")
+    assert h.mlp[0].in_features == 16 + 1 + 1  # features + eef z + gripper
+    fmap, cls, c = torch.randn(2, 16, 4, 4), torch.randn(2, 16), cond(2)
+    eef = c["eef_pos"].clone()
+    moved_xy, lowered = eef.clone(), eef.clone()
+    moved_xy[:, :2] += torch.tensor([0.3, -0.2])
+    lowered[:, 2] -= 0.1
+    with torch.no_grad():
+        out = h(fmap, cls, c)["pos01"]
+        assert torch.equal(out, h(fmap, cls, {**c, "eef_pos": moved_xy})["pos01"])
+        assert not torch.equal(out, h(fmap, cls, {**c, "eef_pos": lowered})["pos01"])
+    with pytest.raises(ValueError, match="condition_on_eef: height only applies with condition_on_state: true"):
+        ActRegressionConfig(condition_on_state=False, condition_on_eef="height")

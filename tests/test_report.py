@@ -60,3 +60,45 @@ def test_report_has_summary_with_intervals_and_assets(tmp_path):
     assert any(a.endswith(".mp4") for a in assets) and sum(a.endswith(".png") for a in assets) >= 6
     for a in assets:
         assert (run / a).is_file(), f"report.html references a missing file: {a}"
+
+
+def test_every_prepare_runs_beside_the_figures_and_before_any_render(tmp_path, monkeypatch, capsys):
+    import threading
+
+    from pxp.experiment import report as report_mod
+
+    calls, figures_running = [], threading.Event()
+
+    def figures(report):
+        figures_running.set()
+        calls.append("figures")
+
+    class Section:
+        def __init__(self, name, order, fail=False):
+            self.title, self.order, self.fail = name, order, fail
+
+        def prepare(self, report):
+            assert figures_running.wait(10)  # the figures' thread started before the slow work
+            calls.append(f"prepare {self.title}")
+            if self.fail:
+                raise RuntimeError("no probe today")
+
+        def render(self, report, doc):
+            calls.append(f"render {self.title}")
+            doc.p(f"section {self.title}")
+
+    class RenderOnly:
+        title, order = "plain", 3
+
+        def render(self, report, doc):
+            calls.append("render plain")
+
+    run = make_run(tmp_path)
+    monkeypatch.setattr(report_mod, "_prediction_figures", figures)
+    monkeypatch.setattr(report_mod, "sections", lambda report: [Section("b", 2), Section("a", 1, fail=True), RenderOnly()])
+    write_report(run)
+    first_render = min(i for i, c in enumerate(calls) if c.startswith("render"))
+    assert sorted(calls[:first_render]) == ["figures", "prepare a", "prepare b"]
+    assert calls[first_render:] == ["render a", "render b", "render plain"]  # a failed prepare costs no section
+    assert "'a' prepare failed: RuntimeError: no probe today" in capsys.readouterr().err
+    assert "section a" in (run / "report.md").read_text()

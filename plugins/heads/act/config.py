@@ -1,7 +1,7 @@
 """The ACT-style regression head's config."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,9 +17,10 @@ class ActRegressionConfig(BaseModel):
     mlp_layers: int = Field(2, ge=1)
     space: Literal["world", "image"] = Field("world", description="world xyz, or 2D pixel tracks (pretraining)")
     condition_on_state: bool = Field(True, description="append eef position (normalised) and gripper to the CLS token")
-    condition_on_eef: bool = Field(
+    condition_on_eef: Union[bool, Literal["height"]] = Field(
         True, description="with condition_on_state: include the eef position (false: the gripper alone, so the "
-                          "target cannot be read off where the arm already is)")
+                          "target cannot be read off where the arm already is; height: the eef's z and the "
+                          "gripper, which say when to close the gripper but not where the object is)")
     readout: Literal["cls", "queries", "spatial_softmax"] = Field(
         "cls", description="cls: regress from the CLS token (the seed's ACT); queries: one learned query per "
                            "future step cross-attends over the patch tokens (LeRobot's ACT decoder, one layer); "
@@ -35,9 +36,9 @@ class ActRegressionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _eef_choice_needs_state(self):
-        if not self.condition_on_eef and not self.condition_on_state:
-            raise ValueError("condition_on_eef: false only applies with condition_on_state: true (without state "
-                             "there is no end-effector position to leave out)")
+        if self.condition_on_eef is not True and not self.condition_on_state:
+            raise ValueError(f"condition_on_eef: {str(self.condition_on_eef).lower()} only applies with "
+                             "condition_on_state: true (without state there is no end-effector position to leave out)")
         return self
 
     @model_validator(mode="after")

@@ -19,7 +19,8 @@ class ActHead(nn.Module):
         self.cfg = cfg
         self.horizon, self.space = cfg.horizon, cfg.space
         self.dims = 3 if cfg.space == "world" else 2
-        state_dim = (3 * cfg.condition_on_eef + 1) if cfg.condition_on_state else 0
+        eef_dims = {True: 3, "height": 1, False: 0}[cfg.condition_on_eef]
+        state_dim = eef_dims + 1 if cfg.condition_on_state else 0
         layers: list[nn.Module] = []
         width = (2 * cfg.keypoints if cfg.readout == "spatial_softmax" else in_dim) + state_dim
         for _ in range(cfg.mlp_layers):
@@ -101,8 +102,9 @@ class ActHead(nn.Module):
                 raise RuntimeError("act_regression: workspace box not set (configure workspace_low/high or let "
                                    "training take it from the scene)")
             state = cond["gripper"].float().view(B, 1)
-            if self.cfg.condition_on_eef:
-                state = torch.cat([self.normalize(cond["eef_pos"].float()), state], -1)
+            if self.cfg.condition_on_eef:  # true: xyz; "height": z alone
+                eef = self.normalize(cond["eef_pos"].float())
+                state = torch.cat([eef if self.cfg.condition_on_eef is True else eef[:, 2:], state], -1)
             if per_step:
                 state = state.unsqueeze(1).expand(-1, T, -1)
             z = torch.cat([z, state.to(z.dtype)], -1)

@@ -50,18 +50,23 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
 class ProbeSection:
     title, order = "Probe", 30
 
-    def render(self, report, doc) -> None:
-        """``pxp probe``'s results (run here if the run has trained policies and they are not up to date)."""
+    def prepare(self, report) -> None:
+        """Run the probe if the run has trained policies and it is not up to date (cached otherwise)."""
         import sys
 
         from pxp.experiment import probe
 
-        run_dir = report.run_dir
         if report.settings.get("probe", True):
             try:
-                probe.ensure_probe(run_dir, device=report.device, log=report.log, registry=report.registry)
+                probe.ensure_probe(report.run_dir, device=report.device, log=report.log, registry=report.registry)
             except Exception as exc:  # the probe is extra: never lose the report over it
                 print(f"warning: probe not run: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def render(self, report, doc) -> None:
+        """``pxp probe``'s results, when there are any."""
+        from pxp.experiment import probe
+
+        run_dir = report.run_dir
         data = io.read_json(run_dir / "probe" / "probe.json")
         if not isinstance(data, dict) or not data.get("samples"):
             return
