@@ -19,8 +19,9 @@ class ActHead(nn.Module):
         self.cfg = cfg
         self.horizon, self.space = cfg.horizon, cfg.space
         self.dims = 3 if cfg.space == "world" else 2
-        eef_dims = {True: 3, "height": 1, False: 0}[cfg.condition_on_eef]
-        state_dim = eef_dims + 1 if cfg.condition_on_state else 0
+        # which end-effector coordinates join the gripper in the state: xyz, z alone ("height") or none
+        self.eef_axes = {True: slice(0, 3), "height": slice(2, 3), False: slice(0, 0)}[cfg.condition_on_eef]
+        state_dim = len(range(3)[self.eef_axes]) + 1 if cfg.condition_on_state else 0
         layers: list[nn.Module] = []
         width = (2 * cfg.keypoints if cfg.readout == "spatial_softmax" else in_dim) + state_dim
         for _ in range(cfg.mlp_layers):
@@ -101,10 +102,8 @@ class ActHead(nn.Module):
             if self.needs_workspace:
                 raise RuntimeError("act_regression: workspace box not set (configure workspace_low/high or let "
                                    "training take it from the scene)")
-            state = cond["gripper"].float().view(B, 1)
-            if self.cfg.condition_on_eef:  # true: xyz; "height": z alone
-                eef = self.normalize(cond["eef_pos"].float())
-                state = torch.cat([eef if self.cfg.condition_on_eef is True else eef[:, 2:], state], -1)
+            eef = self.normalize(cond["eef_pos"].float())[:, self.eef_axes]
+            state = torch.cat([eef, cond["gripper"].float().view(B, 1)], -1)
             if per_step:
                 state = state.unsqueeze(1).expand(-1, T, -1)
             z = torch.cat([z, state.to(z.dtype)], -1)
