@@ -71,3 +71,27 @@ def test_head_batch_decode_matches_the_single_sample_decode():
         xyz, pixel, _, _ = para.decode(logits[i], cams[i], CFG)
         np.testing.assert_allclose(batch["xyz"][i], xyz, atol=1e-12)
         np.testing.assert_allclose(batch["pixel"][i], pixel, atol=1e-12)
+
+
+def test_the_gripper_can_read_the_arms_height_and_nothing_else_changes():
+    import torch
+
+    from pxp.plugins.heads.para.model import ParaHead
+
+    torch.manual_seed(0)
+    cfg = ParaVolumeConfig(horizon=2, height_bins=4, heatmap_size=8, hidden_dim=16, gripper_sees_height=True)
+    h = ParaHead(cfg, in_dim=16).eval()
+    fmap = torch.randn(2, 16, 4, 4)
+    c = {"eef_uv": torch.full((2, 2), 0.5), "eef_pos": torch.tensor([[0.0, 0.0, 1.1], [0.1, -0.1, 1.0]]),
+         "gripper": torch.zeros(2)}
+    lowered = c["eef_pos"].clone()
+    lowered[:, 2] -= 0.1
+    moved_xy = c["eef_pos"].clone()
+    moved_xy[:, :2] += 0.2
+    with torch.no_grad():
+        out, low, moved = h(fmap, None, c), h(fmap, None, {**c, "eef_pos": lowered}), h(fmap, None, {**c, "eef_pos": moved_xy})
+    assert torch.equal(out["logits"], low["logits"])  # the volume never sees the height input
+    assert not torch.equal(out["gripper_logits"], low["gripper_logits"])
+    assert torch.equal(out["gripper_logits"], moved["gripper_logits"])  # only z, not where the arm is
+    off = ParaHead(ParaVolumeConfig(horizon=2, height_bins=4, heatmap_size=8, hidden_dim=16), in_dim=16)
+    assert off.height_embed is None and "height_embed.weight" not in off.state_dict()  # older checkpoints load

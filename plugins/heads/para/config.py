@@ -19,6 +19,9 @@ class ParaVolumeConfig(BaseModel):
     conv_layers: int = Field(2, ge=0, description="3x3 conv + GELU layers after upsampling")
     condition_on_eef: bool = Field(True, description="add a learned embedding at the end-effector's patch")
     condition_on_gripper: bool = Field(True, description="add the current gripper state as a learned embedding")
+    gripper_sees_height: bool = Field(False, description="the gripper MLP also reads the end effector's height "
+                                                         "(world z, scaled to height_range), the state ACT's "
+                                                         "condition_on_eef: height gives its gripper")
     subcell: bool = Field(False, description="decode the peak to sub-cell precision: the softmax-weighted mean "
                                              "over its 3×3 cells and ±1 height bins, instead of the cell centre")
 

@@ -79,6 +79,8 @@ class ParaHead(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.to_logits = nn.Conv2d(hid, cfg.horizon * cfg.height_bins, 1)
         self.step_embed = nn.Parameter(torch.randn(cfg.horizon, hid) * 0.02)
+        # when to close depends on how low the arm is, which the feature at the target pixel does not say
+        self.height_embed = nn.Linear(1, hid) if cfg.gripper_sees_height else None
         self.gripper_head = nn.Sequential(nn.LayerNorm(hid), nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, 2))
 
     def transfer_tensor(self, name: str, source: torch.Tensor, source_cfg: dict):
@@ -116,9 +118,17 @@ class ParaHead(nn.Module):
             cells = uv_to_cells(target_uv, n)
         else:  # inference: at the argmax pixel (marginalised over height)
             cells = logits.detach().amax(dim=2).flatten(2).argmax(dim=-1)
-        feat = x.flatten(2).gather(2, cells.unsqueeze(1).expand(-1, x.shape[1], -1))  # (B, hid, T)
-        gripper_logits = self.gripper_head(feat.transpose(1, 2) + self.step_embed.to(feat.dtype))
+        feat = x.flatten(2).gather(2, cells.unsqueeze(1).expand(-1, x.shape[1], -1)).transpose(1, 2)  # (B, T, hid)
+        feat = feat + self.step_embed.to(feat.dtype)
+        if self.height_embed is not None:
+            feat = feat + self.height_embed(self._height(cond)).unsqueeze(1).to(feat.dtype)
+        gripper_logits = self.gripper_head(feat)
         return {"logits": logits, "gripper_logits": gripper_logits}
+
+    def _height(self, cond: dict) -> torch.Tensor:
+        """The end effector's z scaled to [-1, 1] over ``height_range``: (B, 1)."""
+        lo, hi = self.cfg.height_range
+        return (2.0 * (cond["eef_pos"][:, 2:3].float() - lo) / (hi - lo) - 1.0).to(self.height_embed.weight.dtype)
 
     def volume_targets(self, target_uv: torch.Tensor, target_z: torch.Tensor) -> torch.Tensor:
         """Flat index into the (bin, row, col) volume for each target: (B, T) long."""
