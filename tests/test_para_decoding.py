@@ -95,3 +95,31 @@ def test_the_gripper_can_read_the_arms_height_and_nothing_else_changes():
     assert torch.equal(out["gripper_logits"], moved["gripper_logits"])  # only z, not where the arm is
     off = ParaHead(ParaVolumeConfig(horizon=2, height_bins=4, heatmap_size=8, hidden_dim=16), in_dim=16)
     assert off.height_embed is None and "height_embed.weight" not in off.state_dict()  # older checkpoints load
+
+
+def test_each_future_step_has_its_own_gripper_classifier_and_old_checkpoints_load_unchanged():
+    import torch
+
+    from pxp.plugins.heads.para.model import ParaHead
+
+    torch.manual_seed(0)
+    cfg = ParaVolumeConfig(horizon=3, height_bins=4, heatmap_size=8, hidden_dim=16)
+    h = ParaHead(cfg, in_dim=16).eval()
+    fmap = torch.randn(2, 16, 4, 4)
+    same_pixel = torch.full((2, 3, 2), 0.4)  # a vertical descent: every step's target at the same pixel
+    c = {"eef_uv": torch.full((2, 2), 0.5), "eef_pos": torch.zeros(2, 3), "gripper": torch.zeros(2), "target_uv": same_pixel}
+    with torch.no_grad():
+        g = h(fmap, None, c)["gripper_logits"]
+    assert g.shape == (2, 3, 2)
+    with torch.no_grad():  # only the step embedding and the step's own classifier tell the steps apart
+        h.step_embed.zero_()
+        g = h(fmap, None, c)["gripper_logits"]
+    assert not torch.allclose(g[:, 0], g[:, 1]) and not torch.allclose(g[:, 1], g[:, 2])
+    # a checkpoint whose last gripper layer is one shared classifier (2 outputs) loads as T copies of it
+    old = {k: v.clone() for k, v in h.state_dict().items()}
+    old["gripper_head.3.weight"], old["gripper_head.3.bias"] = torch.randn(2, 16), torch.randn(2)
+    h.load_state_dict(old)
+    with torch.no_grad():
+        g = h(fmap, None, c)["gripper_logits"]
+    assert torch.allclose(g[:, 0], g[:, 1]) and torch.allclose(g[:, 1], g[:, 2])
+    assert torch.equal(h.gripper_head[3].weight[2:4], old["gripper_head.3.weight"])

@@ -81,14 +81,28 @@ class ParaHead(nn.Module):
         self.step_embed = nn.Parameter(torch.randn(cfg.horizon, hid) * 0.02)
         # when to close depends on how low the arm is, which the feature at the target pixel does not say
         self.height_embed = nn.Linear(1, hid) if cfg.gripper_sees_height else None
-        self.gripper_head = nn.Sequential(nn.LayerNorm(hid), nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, 2))
+        # One open/close classifier per future step (its last layer has T × 2 outputs; step t reads its own
+        # pair): in a vertical descent every step's pixel is the same, so a shared classifier would give every
+        # step the same answer.
+        self.gripper_head = nn.Sequential(nn.LayerNorm(hid), nn.Linear(hid, hid), nn.GELU(), nn.Linear(hid, 2 * cfg.horizon))
+        self._register_load_state_dict_pre_hook(self._tile_shared_gripper)
+
+    def _tile_shared_gripper(self, state, prefix, *args):
+        """A checkpoint from before the per-step classifiers (last layer with 2 outputs) loads as T copies of
+        its one classifier: the same predictions as before."""
+        for key in (prefix + "gripper_head.3.weight", prefix + "gripper_head.3.bias"):
+            if key in state and state[key].shape[0] == 2 and self.horizon > 1:
+                state[key] = state[key].repeat(self.horizon, *([1] * (state[key].ndim - 1)))
 
     def transfer_tensor(self, name: str, source: torch.Tensor, source_cfg: dict):
         """``init_from`` hook for a tensor whose shape differs from ours: a 1-height-bin (2D heatmap)
         head's logits layer seeds this N-bin volume by tiling each step's channel across the N bins,
         with log N taken off the bias, so every bin starts with the same logits and the 2D marginal
-        (logsumexp over bins, softmax over pixels) is exactly the pretrained heatmap. None = not ours."""
+        (logsumexp over bins, softmax over pixels) is exactly the pretrained heatmap; a shared gripper
+        classifier (one from before the per-step ones) is copied once per step. None = not ours."""
         N, T = self.height_bins, self.horizon
+        if name.startswith("gripper_head.3.") and source.shape[0] == 2:  # a shared classifier: one copy per step
+            return source.repeat(T, *([1] * (source.ndim - 1)))
         if name not in ("to_logits.weight", "to_logits.bias") or int(source_cfg.get("height_bins", 0)) != 1:
             return None
         if int(source_cfg.get("horizon", -1)) != T or source.shape[0] != T or source.shape[1:] != getattr(self.to_logits, name.split(".")[1]).shape[1:]:
@@ -122,7 +136,8 @@ class ParaHead(nn.Module):
         feat = feat + self.step_embed.to(feat.dtype)
         if self.height_embed is not None:
             feat = feat + self.height_embed(self._height(cond)).unsqueeze(1).to(feat.dtype)
-        gripper_logits = self.gripper_head(feat)
+        steps = torch.arange(T, device=feat.device)
+        gripper_logits = self.gripper_head(feat).view(B, T, T, 2)[:, steps, steps]  # step t's classifier at step t
         return {"logits": logits, "gripper_logits": gripper_logits}
 
     def _height(self, cond: dict) -> torch.Tensor:
