@@ -14,18 +14,9 @@ import numpy as np
 
 def main() -> None:
     import torch
+    from _training_frames import policy_and_frames
 
-    from pxp.experiment.data import DemoDataset, open_dataset
-    from pxp.experiment.policy import load_policy
-
-    run, name, dataset = sys.argv[1:4]
-    path = f"{run}/data/{dataset}.hdf5"
-    demos = None
-    if len(sys.argv) > 4:  # a robomimic filter key, e.g. the half a policy trained on
-        with open_dataset(path) as f:
-            demos = f.filtered(sys.argv[4])
-    policy = load_policy(f"{run}/checkpoints/{name}")
-    ds = DemoDataset(path, horizon=policy.horizon, stride=getattr(policy, "target_stride", None) or 4, demos=demos)
+    name, policy, ds = policy_and_frames(sys.argv[1:])
     right = collections.Counter()
     total = collections.Counter()
     indices = list(range(0, len(ds), 5))

@@ -16,18 +16,9 @@ BUCKETS = ((0, 1, "t = 0"), (1, 24, "0 < t < 24"), (24, 48, "24 ≤ t < 48"), (4
 
 
 def main() -> None:
-    from pxp.experiment.data import DemoDataset, open_dataset
-    from pxp.experiment.policy import load_policy
+    from _training_frames import policy_and_frames
 
-    run, name, dataset = sys.argv[1:4]
-    path = f"{run}/data/{dataset}.hdf5"
-    demos = None
-    if len(sys.argv) > 4:  # a robomimic filter key, e.g. the half a policy trained on
-        with open_dataset(path) as f:
-            demos = f.filtered(sys.argv[4])
-    policy = load_policy(f"{run}/checkpoints/{name}")
-    stride = (getattr(policy, "target_stride", None) or 4)
-    ds = DemoDataset(path, horizon=policy.horizon, stride=stride, demos=demos)
+    name, policy, ds = policy_and_frames(sys.argv[1:])
     index = [(i, ds.locate(i)[1]) for i in range(0, len(ds), 3)]
     errors = collections.defaultdict(list)
     for k in range(0, len(index), 64):

@@ -123,3 +123,16 @@ def test_each_future_step_has_its_own_gripper_classifier_and_old_checkpoints_loa
         g = h(fmap, None, c)["gripper_logits"]
     assert torch.allclose(g[:, 0], g[:, 1]) and torch.allclose(g[:, 1], g[:, 2])
     assert torch.equal(h.gripper_head[3].weight[2:4], old["gripper_head.3.weight"])
+
+
+def test_init_from_a_shared_gripper_classifier_gives_each_step_a_copy():
+    import torch
+
+    from pxp.plugins.heads.para.model import ParaHead
+
+    h = ParaHead(ParaVolumeConfig(horizon=3, height_bins=4, heatmap_size=8, hidden_dim=16), in_dim=16)
+    shared_w, shared_b = torch.randn(2, 16), torch.randn(2)
+    w, b = h.transfer_tensor("gripper_head.3.weight", shared_w, {}), h.transfer_tensor("gripper_head.3.bias", shared_b, {})
+    assert w.shape == h.gripper_head[3].weight.shape and b.shape == h.gripper_head[3].bias.shape
+    assert all(torch.equal(w[2 * t:2 * t + 2], shared_w) and torch.equal(b[2 * t:2 * t + 2], shared_b) for t in range(3))
+    assert h.transfer_tensor("convs.0.weight", torch.randn(2, 16), {}) is None  # not a tensor this hook adapts

@@ -59,6 +59,11 @@ def uv_to_cells(uv01: torch.Tensor, n: int) -> torch.Tensor:
     return cr[..., 1] * n + cr[..., 0]
 
 
+def _one_per_step(shared: torch.Tensor, horizon: int) -> torch.Tensor:
+    """A shared gripper classifier's last layer (2 rows) as ``horizon`` copies, one per future step."""
+    return shared.repeat(horizon, *([1] * (shared.ndim - 1)))
+
+
 class ParaHead(nn.Module):
     output_kind = "volume"
     figure = ParaFigure()  # the report's prediction strip: the probability map per step
@@ -92,7 +97,7 @@ class ParaHead(nn.Module):
         its one classifier: the same predictions as before."""
         for key in (prefix + "gripper_head.3.weight", prefix + "gripper_head.3.bias"):
             if key in state and state[key].shape[0] == 2 and self.horizon > 1:
-                state[key] = state[key].repeat(self.horizon, *([1] * (state[key].ndim - 1)))
+                state[key] = _one_per_step(state[key], self.horizon)
 
     def transfer_tensor(self, name: str, source: torch.Tensor, source_cfg: dict):
         """``init_from`` hook for a tensor whose shape differs from ours: a 1-height-bin (2D heatmap)
@@ -101,8 +106,8 @@ class ParaHead(nn.Module):
         (logsumexp over bins, softmax over pixels) is exactly the pretrained heatmap; a shared gripper
         classifier (one from before the per-step ones) is copied once per step. None = not ours."""
         N, T = self.height_bins, self.horizon
-        if name.startswith("gripper_head.3.") and source.shape[0] == 2:  # a shared classifier: one copy per step
-            return source.repeat(T, *([1] * (source.ndim - 1)))
+        if name.startswith("gripper_head.3.") and source.shape[0] == 2:
+            return _one_per_step(source, T)
         if name not in ("to_logits.weight", "to_logits.bias") or int(source_cfg.get("height_bins", 0)) != 1:
             return None
         if int(source_cfg.get("horizon", -1)) != T or source.shape[0] != T or source.shape[1:] != getattr(self.to_logits, name.split(".")[1]).shape[1:]:
