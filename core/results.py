@@ -40,10 +40,14 @@ def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Pa
 
 
 def collect_results(run_dir, spec) -> Path:
-    """Collect every evaluation's ``evals/<name>/result.json`` (episodes and summary) into results.json."""
+    """Collect every evaluation's ``evals/<name>/result.json`` (episodes and summary) into results.json: the
+    spec's evaluations in its order, then any other evaluation run into this directory (by another spec, e.g.
+    larger samples of the same policies), so that evaluating one spec never drops another's results."""
+    evals = Path(run_dir) / "evals"
+    others = sorted(p.parent.name for p in evals.glob("*/result.json") if p.parent.name not in spec.evaluations)
     episodes, summaries = [], {}
-    for name in spec.evaluations:
-        data = io.read_json(Path(run_dir) / "evals" / name / "result.json")
+    for name in [*spec.evaluations, *others]:
+        data = io.read_json(evals / name / "result.json")
         if data:
             episodes.extend(data["episodes"])
             summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}

@@ -289,8 +289,9 @@ class Runner:
                 evaluator = self.registry.create("evaluators", cfg)
                 episodes = evaluator.run(ctx)
                 summary = evaluator.summarize(episodes)
-                io.write_json(ctx.eval_dir(name) / "result.json",
-                              {"evaluation": name, "evaluator": cfg.type, "episodes": episodes, "summary": summary})
+                io.write_json(ctx.eval_dir(name) / "result.json",  # its config too: reports need it after another spec's run
+                              {"evaluation": name, "evaluator": cfg.type, "config": cfg.model_dump(mode="json"),
+                               "episodes": episodes, "summary": summary})
                 errors = [e["error"] for e in episodes if e.get("error")]
                 return {"episodes": len(episodes), "errors": len(errors), **({"first_error": errors[0]} if errors else {})}
             verify = lambda name=name: _evaluation_problem(ctx.eval_dir(name))

@@ -187,14 +187,22 @@ class Report:
 
     def axis(self, evaluation: str) -> str:
         """What an evaluation varies, for headings: its config model's ``axis``, else its type."""
-        etype = self.spec["evaluations"][evaluation]["type"]
+        etype = self.evaluation_config(evaluation).get("type")
         comp = self.registry.components["evaluators"].get(etype)
         axis = getattr(comp.config_model, "axis", None) if comp else None
         return axis or etype
 
+    def evaluation_config(self, evaluation: str) -> dict:
+        """The evaluation's config: the run's spec's, else (run into this directory by another spec) the one its
+        ``evals/<name>/result.json`` recorded, else its evaluator type alone."""
+        if evaluation in self.spec.get("evaluations", {}):
+            return self.spec["evaluations"][evaluation]
+        data = io.read_json(self.run_dir / "evals" / evaluation / "result.json", {}) or {}
+        return data.get("config") or {"type": data.get("evaluator") or self.summary(evaluation).get("evaluator")}
+
     def evaluator(self, evaluation: str):
         """The evaluation's evaluator, built from the resolved spec (None, with a warning, if it cannot be)."""
-        cfg = self.spec["evaluations"][evaluation]
+        cfg = self.evaluation_config(evaluation)
         try:
             config_model = self.registry.get("evaluators", cfg["type"]).config_model
             try:

@@ -269,6 +269,17 @@ def test_results_json_collects_episodes(tmp_path, toy_registry):
     assert len(res["episodes"]) == 2 and res["summaries"]["e"] == {"evaluator": "toy_eval", "n": 2, "place": 1}
 
 
+def test_evaluating_another_spec_into_a_run_keeps_the_first_specs_results(tmp_path, toy_registry):
+    Runner(validate_spec(toy_spec(), toy_registry), tmp_path, registry=toy_registry, quiet=True).run(STAGES)
+    bigger = toy_spec(evaluations={"e_n4": {"type": "toy_eval", "policies": ["p"], "episodes": 4}})
+    Runner(validate_spec(bigger, toy_registry), tmp_path, registry=toy_registry, quiet=True).run(("evaluation",))
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert list(res["summaries"]) == ["e_n4", "e"]  # this spec's first, then the one already in the directory
+    assert [e["evaluation"] for e in res["episodes"]] == ["e_n4"] * 4 + ["e"] * 2
+    recorded = json.loads((tmp_path / "evals/e/result.json").read_text())["config"]
+    assert recorded["type"] == "toy_eval" and recorded["policies"] == ["p"]
+
+
 def test_pxp_eval_reruns_evaluations_with_overrides(tmp_path, toy_registry):
     spec = validate_spec(toy_spec(), toy_registry)
     Runner(spec, tmp_path, registry=toy_registry, quiet=True).run(STAGES)

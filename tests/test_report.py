@@ -102,3 +102,17 @@ def test_every_prepare_runs_beside_the_figures_and_before_any_render(tmp_path, m
     assert calls[first_render:] == ["render a", "render b", "render plain"]  # a failed prepare costs no section
     assert "'a' prepare failed: RuntimeError: no probe today" in capsys.readouterr().err
     assert "section a" in (run / "report.md").read_text()
+
+
+def test_an_evaluation_run_by_another_spec_is_reported_from_its_recorded_config(tmp_path):
+    run = make_run(tmp_path)
+    results = io.read_json(run / "results.json")
+    extra = [dict(e, evaluation="lr_n40") for e in results["episodes"] if e["evaluation"] == "lr"]
+    io.write_json(run / "evals" / "lr_n40" / "result.json", {"evaluation": "lr_n40", "evaluator": "position_split",
+                  "config": {"type": "position_split"}, "episodes": extra, "summary": {}})
+    io.write_json(run / "results.json", {"episodes": results["episodes"] + extra, "summaries": {}})
+    write_report(run)  # lr_n40 is not in spec.resolved.yaml
+    md = (run / "report.md").read_text()
+    row = next(l for l in md.splitlines() if l.startswith("| lr_n40 |"))
+    assert "75% [53–89] (n=20)" in row and "+65 pts" in row
+    assert "## lr_n40 (" in md

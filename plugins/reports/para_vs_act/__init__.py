@@ -38,7 +38,7 @@ class ParaVsActSummary:
         groups = by_policy(eps)
         para = [p for p in groups if report.label(p) == "PARA"]
         act = [p for p in groups if report.label(p) == "ACT"]
-        if report.spec["evaluations"][name]["type"] == "data_efficiency" or not para or not act:
+        if report.evaluation_config(name).get("type") == "data_efficiency" or not para or not act:
             return None  # data efficiency compares demo counts, not one PARA with one ACT
         a, b = report.score(groups[para[0]]), report.score(groups[act[0]])
         test = stats.paired_mcnemar({episode_pair_key(e): e.get("outcome") for e in groups[para[0]]},
