@@ -1,6 +1,7 @@
 """manifest.json: what produced a run (versions, plugins, commit, device, seeds, weights)."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -33,6 +34,20 @@ def library_versions(registry=None) -> dict[str, str | None]:
     return out
 
 
+def cpu() -> str:
+    """The CPU's model name and the cores this process may use: wall-clock training budgets reach a
+    different number of steps on another machine, so a run says which one it ran on."""
+    model = platform.processor() or platform.machine()
+    try:
+        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                 if l.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
+
+
 def git_commit(path: Path) -> str | None:
     try:
         res = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -58,6 +73,7 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu(),
         "device": device,
         "seed": spec.seed,
         "smoke": bool(getattr(spec, "smoke", False)),

@@ -436,7 +436,7 @@ class ProvenanceSection:
         commit = (manifest.get("git_commit") or {}).get("pxp") or "not a git checkout"
         doc.table(["", ""], [
             ["pxp", manifest.get("pxp", "?")], ["commit", commit], ["device", manifest.get("device", "?")],
-            ["seed", spec.get("seed")], ["episodes evaluated", len(report.episodes)], ["libraries", libs],
+            ["cpu", manifest.get("cpu", "?")], ["seed", spec.get("seed")], ["episodes evaluated", len(report.episodes)], ["libraries", libs],
             ["plugins", ", ".join(f"{p['name']} ({p['distribution']} {p['version']})" for p in manifest.get("plugins", []))],
             ["created", manifest.get("created", "?")],
         ])

@@ -234,6 +234,7 @@ def test_run_writes_run_directory_and_caches(tmp_path, toy_registry):
         assert (tmp_path / f).exists(), f
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["libraries"]["pydantic"] and manifest["units"]["datasets"]["d"]["status"] == "done"
+    assert manifest["cpu"].endswith(f"{len(os.sched_getaffinity(0))} cores")  # wall-clock budgets depend on it
     assert core_plugins.CALLS == [("generate", "d"), ("evaluate", "e")]
     Runner(spec, tmp_path, registry=toy_registry, quiet=True).run(STAGES)
     assert core_plugins.CALLS == [("generate", "d"), ("evaluate", "e")], "second run must skip cached units"
