@@ -45,10 +45,11 @@ def collect_results(run_dir, spec) -> Path:
     larger samples of the same policies), so that evaluating one spec never drops another's results."""
     evals = Path(run_dir) / "evals"
     others = sorted(p.parent.name for p in evals.glob("*/result.json") if p.parent.name not in spec.evaluations)
-    episodes, summaries = [], {}
+    episodes, summaries, configs = [], {}, {}
     for name in [*spec.evaluations, *others]:
         data = io.read_json(evals / name / "result.json")
         if data:
             episodes.extend(data["episodes"])
             summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
-    return write_results(run_dir, episodes, summaries, spec=spec.name)
+            configs[name] = data.get("config")
+    return write_results(run_dir, episodes, summaries, spec=spec.name, configs=configs)

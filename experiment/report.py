@@ -193,12 +193,11 @@ class Report:
         return axis or etype
 
     def evaluation_config(self, evaluation: str) -> dict:
-        """The evaluation's config: the run's spec's, else (run into this directory by another spec) the one its
-        ``evals/<name>/result.json`` recorded, else its evaluator type alone."""
+        """The evaluation's config: the run's spec's, else (run into this directory by another spec) the one
+        results.json collected from its ``evals/<name>/result.json``, else its evaluator type alone."""
         if evaluation in self.spec.get("evaluations", {}):
             return self.spec["evaluations"][evaluation]
-        data = io.read_json(self.run_dir / "evals" / evaluation / "result.json", {}) or {}
-        return data.get("config") or {"type": data.get("evaluator") or self.summary(evaluation).get("evaluator")}
+        return (self.results.get("configs") or {}).get(evaluation) or {"type": self.summary(evaluation).get("evaluator")}
 
     def evaluator(self, evaluation: str):
         """The evaluation's evaluator, built from the resolved spec (None, with a warning, if it cannot be)."""

@@ -279,6 +279,7 @@ def test_evaluating_another_spec_into_a_run_keeps_the_first_specs_results(tmp_pa
     assert [e["evaluation"] for e in res["episodes"]] == ["e_n4"] * 4 + ["e"] * 2
     recorded = json.loads((tmp_path / "evals/e/result.json").read_text())["config"]
     assert recorded["type"] == "toy_eval" and recorded["policies"] == ["p"]
+    assert res["configs"]["e"] == recorded  # the report reads an evaluation's config from here
 
 
 def test_pxp_eval_reruns_evaluations_with_overrides(tmp_path, toy_registry):

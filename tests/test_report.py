@@ -108,9 +108,8 @@ def test_an_evaluation_run_by_another_spec_is_reported_from_its_recorded_config(
     run = make_run(tmp_path)
     results = io.read_json(run / "results.json")
     extra = [dict(e, evaluation="lr_n40") for e in results["episodes"] if e["evaluation"] == "lr"]
-    io.write_json(run / "evals" / "lr_n40" / "result.json", {"evaluation": "lr_n40", "evaluator": "position_split",
-                  "config": {"type": "position_split"}, "episodes": extra, "summary": {}})
-    io.write_json(run / "results.json", {"episodes": results["episodes"] + extra, "summaries": {}})
+    io.write_json(run / "results.json", {"episodes": results["episodes"] + extra, "summaries": {},
+                                         "configs": {"lr_n40": {"type": "position_split"}}})
     write_report(run)  # lr_n40 is not in spec.resolved.yaml
     md = (run / "report.md").read_text()
     row = next(l for l in md.splitlines() if l.startswith("| lr_n40 |"))
