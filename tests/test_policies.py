@@ -205,6 +205,31 @@ def test_head_output_shapes(reg):
     assert a2.forward(b)["pos01"].shape == (3, 5, 2)
 
 
+def test_para_dilated_head_sees_the_whole_heatmap():
+    """How far a change of the corner feature reaches into the 32² logits: the ×2 bilinear upsampling spreads
+    feature (0, 0) over cells 0–2, then each 3×3 layer adds its dilation: 2 plain layers reach cell 4 (a cell
+    sees ±2 cells, ±8 px at 128 px), 4 layers dilated 1, 2, 4, 8 reach cell 17 (±15 cells, ±60 px)."""
+    from pxp.plugins.heads.para.model import ParaHead
+
+    def reach(**fields):
+        torch.manual_seed(0)
+        cfg = ParaVolumeConfig(horizon=1, height_bins=2, heatmap_size=32, hidden_dim=8,
+                               condition_on_eef=False, condition_on_gripper=False, **fields)
+        head = ParaHead(cfg, in_dim=4).eval()
+        f = torch.randn(1, 4, 16, 16)
+        g = f.clone()
+        g[..., 0, 0] += 10.0
+        with torch.no_grad():
+            change = (head(g, None, {})["logits"] - head(f, None, {})["logits"]).abs().amax(dim=(0, 1, 2))
+        rows, cols = torch.nonzero(change > 0).T
+        return int(max(rows.max(), cols.max()))
+
+    assert reach(conv_layers=2) == 2 + 1 + 1
+    assert reach(conv_layers=4) == 2 + 4
+    assert reach(conv_layers=4, dilated=True) == 2 + 1 + 2 + 4 + 8
+    assert ParaVolumeConfig().dilated is False  # opt-in: existing specs and checkpoints are unchanged
+
+
 def test_para_gelu_never_hands_subnormal_gradients_to_the_convs():
     """A small gradient times GELU's small slope underflows to subnormals, which made oneDNN's CPU
     conv backward ~8x slower after a few hundred steps. The head's GELU flushes gradient entries

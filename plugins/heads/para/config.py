@@ -17,6 +17,9 @@ class ParaVolumeConfig(BaseModel):
     heatmap_size: int = Field(64, gt=0, description="heatmap resolution (square, covers the whole image)")
     hidden_dim: int = Field(128, gt=0)
     conv_layers: int = Field(2, ge=0, description="3x3 conv + GELU layers after upsampling")
+    dilated: bool = Field(False, description="conv layer i dilates by 2**i (1, 2, 4, 8 …): with 4 layers a cell "
+                                             "sees ±15 cells instead of ±4 (a ViT token sees the whole image, a "
+                                             "small CNN's cell ≈ 15 px); the same parameters and cost")
     condition_on_eef: bool = Field(True, description="add a learned embedding at the end-effector's patch")
     condition_on_gripper: bool = Field(True, description="add the current gripper state as a learned embedding")
     gripper_sees_height: bool = Field(False, description="the gripper MLP also reads the end effector's height "

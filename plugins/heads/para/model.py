@@ -79,8 +79,9 @@ class ParaHead(nn.Module):
         # Project to the hidden width at patch resolution first: cheaper than upsampling C channels.
         self.proj = nn.Conv2d(in_dim, hid, 1)
         layers: list[nn.Module] = []
-        for _ in range(cfg.conv_layers):
-            layers += [nn.Conv2d(hid, hid, 3, padding=1), FlushGELU()]
+        for i in range(cfg.conv_layers):
+            d = 2 ** i if cfg.dilated else 1  # a small CNN's cell sees ≈ 15 px; dilation widens the head's view
+            layers += [nn.Conv2d(hid, hid, 3, padding=d, dilation=d), FlushGELU()]
         self.convs = nn.Sequential(*layers)
         self.to_logits = nn.Conv2d(hid, cfg.horizon * cfg.height_bins, 1)
         self.step_embed = nn.Parameter(torch.randn(cfg.horizon, hid) * 0.02)
