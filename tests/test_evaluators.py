@@ -118,22 +118,26 @@ def test_viewpoint_grid_plans_theta_phi(registry, tmp_path):
 
 
 def test_data_efficiency_reads_demo_counts_from_the_spec(registry, tmp_path):
-    spec_policies = {f"s{k}": SimpleNamespace(demos=k) for k in (1, 3)} | {"full": SimpleNamespace(demos=None)}
-    ev = make(registry, "data_efficiency", policies={"scratch": ["s1", "s3"], "pt": ["full"]}, positions=2,
+    spec_policies = ({f"s{k}": SimpleNamespace(demos=k) for k in (1, 3)} | {"p1": SimpleNamespace(demos=1)}
+                     | {"full": SimpleNamespace(demos=None)})
+    ev = make(registry, "data_efficiency", policies={"scratch": ["s1", "s3"], "pt": ["p1", "full"]}, positions=2,
               episodes_per_position=1)
     tasks = ev.episodes(Ctx(tmp_path, policies=spec_policies))
     assert [(t.policy, t.labels["init"], t.labels["demos"]) for t in tasks] == [
         ("s1", "scratch", 1), ("s1", "scratch", 1), ("s3", "scratch", 3), ("s3", "scratch", 3),
-        ("full", "pt", None), ("full", "pt", None)]
+        ("p1", "pt", 1), ("p1", "pt", 1), ("full", "pt", None), ("full", "pt", None)]
     # Synthetic outcomes → the table the seed report prints (P, G, binary, weighted).
+    outcomes = ["MISS", "GRASP", "PLACE", "GRASP", "PLACE", "PLACE", "PLACE", "PLACE"]
     eps = [dict(policy=t.policy, labels=t.labels, cell=t.cell, offset=list(t.offset), view=None, seed=t.seed,
-                outcome=o, error=None, diagnostics={}) for t, o in zip(tasks, ["MISS", "GRASP", "PLACE", "GRASP", "PLACE", "PLACE"])]
+                outcome=o, error=None, diagnostics={}) for t, o in zip(tasks, outcomes)]
     table = ev.summarize(eps)["table"]
     assert [(r["init"], r["demos"], r["place_count"], r["grasp_count"]) for r in table] == [
-        ("pt", None, 2, 0), ("scratch", 1, 0, 1), ("scratch", 3, 1, 1)]
-    assert table[2]["weighted"]["score"] == pytest.approx(0.75)
+        ("pt", 1, 2, 0), ("pt", None, 2, 0), ("scratch", 1, 0, 1), ("scratch", 3, 1, 1)]
+    assert table[3]["weighted"]["score"] == pytest.approx(0.75)
     section = ev.report_section(ev.summarize(eps))  # the demo-count tables are drawn once, by report_figures
-    assert "| s1 | s3 | 2 | 0 | 1 | 1 |" in section and "demos" not in section
+    # paired tests only between policies trained on the same demo count (1 demo: p1 against s1)
+    assert [(t["a"], t["b"]) for t in ev.summarize(eps)["paired"]] == [("p1", "s1")]
+    assert "| p1 | s1 | 2 | 2 | 0 | 0.5 |" in section and "| s1 | s3 |" not in section and "demos" not in section
 
 
 def test_distractors_default_scene_and_position(registry, tmp_path):
