@@ -27,6 +27,23 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _colours(names) -> dict:
+    """A colour per name: matplotlib's 10-colour cycle, or tab20 beyond 10 names (a sweep's 30 policies)."""
+    names = list(names)
+    if len(names) <= 10:
+        return {n: f"C{i}" for i, n in enumerate(names)}
+    cmap = _plt().get_cmap("tab20")
+    return {n: cmap(i % 20) for i, n in enumerate(names)}
+
+
+def _legend(ax, entries: int, fontsize: int = 7) -> None:
+    """Inside the axes for a few entries; beside them for many, where it would cover the curves."""
+    if entries <= 8:
+        ax.legend(fontsize=fontsize)
+    else:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + entries // 24, frameon=False)
+
+
 def _workspace_axes(ax, extent=None):
     # Oriented like the default agentview image (the camera faces the robot): world +y is image right,
     # and the robot is at the top, so dx (towards the camera) grows downwards. "left"/"right" and
@@ -118,17 +135,18 @@ def training_curves(metrics: dict, path) -> Path:
     """``metrics``: policy → metrics.jsonl records; plots the training loss (log scale) per policy."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    colours = _colours(metrics)
     for name, rows in metrics.items():
         pts = [(r["step"], r["loss"]) for r in rows
                if r.get("split", "train") == "train" and "step" in r and isinstance(r.get("loss"), (int, float))]
         if pts:
             s, l = zip(*pts)
-            ax.plot(s, l, label=name, lw=1)
+            ax.plot(s, l, label=name, lw=1, color=colours[name])
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, len(metrics))
     return _save(fig, path)
 
 
@@ -141,7 +159,7 @@ def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -
     each policy's training range is shaded in its colour. Viewpoints: error against θ, one marker per φ."""
     plt = _plt()
     names = list(dict.fromkeys(s["policy"] for s in samples))
-    colours = {n: f"C{i}" for i, n in enumerate(names)}
+    colours = _colours(names)
     views = axis == "view"
     fig, axes = plt.subplots(1, 1 if views else 2, figsize=(5.5 if views else 10, 3.8), squeeze=False)
     err_ax = axes[0, -1]
@@ -177,7 +195,8 @@ def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -
         axes[0, 0].set_xlabel(xlabel)
         axes[0, 0].set_title("predicted grasp target vs the expert's", fontsize=9)
         axes[0, 0].grid(alpha=0.3)
-        axes[0, 0].legend(fontsize=7)
+        if len(names) <= 8:  # with many policies the error panel's legend (beside it) names them all
+            axes[0, 0].legend(fontsize=7)
     if not views:
         true = [s["true"][k] for s in samples]
         axes[0, 0].set_ylim(min(true) - 0.25, max(true) + 0.25)  # predictions far outside are clipped
@@ -186,7 +205,7 @@ def probe_axis(samples, axis: str, train_ranges: dict, path, xlabel: str = "") -
     err_ax.set_ylabel("grasp target error, xy (cm" + (f"; ▲ ≥ {top:.0f})" if clipped else ")"))
     err_ax.set_ylim(0, top * 1.04)
     err_ax.grid(alpha=0.3)
-    err_ax.legend(fontsize=7)
+    _legend(err_ax, len(names))
     note = "" if views else "; dotted: to the nearest rim side"
     err_ax.set_title(f"error vs {'θ' if views else 'position'} (shaded: training range{note})", fontsize=9)
     return _save(fig, path)
