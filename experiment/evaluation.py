@@ -190,11 +190,13 @@ def _journaled(journal: Path | None, tasks: list[EpisodeTask]) -> dict[str, dict
 
 # ----------------------------------------------------------------------------- scoring
 
-def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outcomes=None) -> dict:
+def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outcomes=None,
+                       compare_within: str | None = None) -> dict:
     """Per-policy aggregates, optional per-group breakdowns, and paired tests between policies.
 
     ``group_by``: label names (keys of ``episode["labels"]``, or ``"cell"``) to break each policy down by;
-    ``outcomes``: the scene's :class:`pxp.core.contracts.Outcomes`.
+    ``outcomes``: the scene's :class:`pxp.core.contracts.Outcomes`; ``compare_within``: a label name, to test
+    only policies whose episodes share its value (e.g. ``demos``: never one demo count against another).
     """
     by_policy: dict[str, list[dict]] = {}
     for ep in episodes:
@@ -206,7 +208,8 @@ def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outco
         entry["groups"] = {g: _grouped(eps, g, outcomes) for g in group_by}
         summary["policies"][name] = entry
     paired = {name: {episode_pair_key(e): e["outcome"] for e in eps} for name, eps in by_policy.items()}
-    summary["paired"] = stats.all_paired_tests(paired, outcomes)
+    kind = None if compare_within is None else {n: label_of(eps[0], compare_within) for n, eps in by_policy.items()}
+    summary["paired"] = stats.all_paired_tests(paired, outcomes, kind)
     return summary
 
 
@@ -371,6 +374,10 @@ class Evaluator(abc.ABC):
     def groups(self) -> list[str]:
         return []
 
+    def compare_within(self) -> str | None:
+        """A label name: paired tests only between policies whose episodes share its value (None: all pairs)."""
+        return None
+
     # -- running
     def run(self, ctx) -> list[dict]:
         """Run every episode through the worker pool; crashed episodes come back with ``error`` set."""
@@ -393,7 +400,7 @@ class Evaluator(abc.ABC):
         if self.outcomes is None:
             raise ValueError(f"{self.config.type}: summarize() needs the scene's outcomes: run(ctx) first, "
                              "or set evaluator.outcomes")
-        return summarize_episodes(episodes, self.groups(), self.outcomes)
+        return summarize_episodes(episodes, self.groups(), self.outcomes, self.compare_within())
 
     def report_section(self, summary: dict) -> str:
         """Markdown the report adds under this evaluation (the report draws the policy table itself)."""

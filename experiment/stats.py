@@ -127,10 +127,13 @@ def paired_mcnemar(a: dict, b: dict, scheme) -> dict:
     return {"pairs": len(keys), "only_a": only_a, "only_b": only_b, "p_value": mcnemar_exact(only_a, only_b)}
 
 
-def all_paired_tests(by_policy: dict[str, dict], scheme) -> list[dict]:
-    """McNemar for every pair of policies that share at least one paired episode."""
+def all_paired_tests(by_policy: dict[str, dict], scheme, kind: dict | None = None) -> list[dict]:
+    """McNemar for every pair of policies that share at least one paired episode (and, given ``kind``,
+    policy → a value, only between policies of the same kind)."""
     tests = []
     for pa, pb in combinations(sorted(by_policy), 2):
+        if kind is not None and kind.get(pa) != kind.get(pb):
+            continue
         t = paired_mcnemar(by_policy[pa], by_policy[pb], scheme)
         if t["pairs"]:
             tests.append({"a": pa, "b": pb, **t})

@@ -205,7 +205,7 @@ def test_head_output_shapes(reg):
     assert a2.forward(b)["pos01"].shape == (3, 5, 2)
 
 
-def test_para_dilated_head_sees_the_whole_heatmap():
+def test_para_dilated_head_widens_each_cells_view():
     """How far a change of the corner feature reaches into the 32² logits: the ×2 bilinear upsampling spreads
     feature (0, 0) over cells 0–2, then each 3×3 layer adds its dilation: 2 plain layers reach cell 4 (a cell
     sees ±2 cells, ±8 px at 128 px), 4 layers dilated 1, 2, 4, 8 reach cell 17 (±15 cells, ±60 px)."""

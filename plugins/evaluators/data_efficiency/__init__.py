@@ -75,11 +75,12 @@ class DataEfficiency(Evaluator):
         rows = [{"init": labels[p].get("init"), "demos": labels[p].get("demos"), "policy": p, **_row(s, self.outcomes)}
                 for p, s in summary["policies"].items()]
         summary["table"] = sorted(rows, key=lambda r: (str(r["init"]), r["demos"] if r["demos"] is not None else 1e9))
+        return summary
+
+    def compare_within(self) -> str:
         # a paired test means something between policies trained on the same demos (heads, initialisations),
         # not between demo counts: 75 tests for the 30 policies of a 6 × 5 sweep instead of 435
-        demos = {p: labels[p].get("demos") for p in labels}
-        summary["paired"] = [t for t in summary["paired"] if demos[t["a"]] == demos[t["b"]]]
-        return summary
+        return "demos"
 
     def report_figures(self, report, doc, name, episodes, summary) -> None:
         from pxp.plugins.evaluators.data_efficiency.report import data_efficiency_figures
