@@ -59,10 +59,12 @@ def _print_spec_error(exc: SpecError) -> None:
         err_console.print(f"  [bold]{path or '<spec>'}[/]: {msg}", highlight=False, soft_wrap=True)
 
 
-def _load(spec_path, sets=(), smoke=False):
+def _load(spec_path, sets=(), smoke=False, replicates=None):
     from .spec import apply_overrides, parse_yaml, validate_spec
 
     raw = apply_overrides(parse_yaml(Path(spec_path)), sets)
+    if replicates is not None:
+        raw["replicates"] = replicates
     if smoke:  # before validation: a smoke run needs nothing only the full scale needs (weights, GPU)
         from .smoke import smoke_spec
 
@@ -139,13 +141,16 @@ def schema(indent):
 @click.option("--smoke", is_flag=True,
               help="The same spec with every size shrunk (64 px, tiny ViT, few cells/steps/episodes): checks every "
                    "stage runs, in minutes on a CPU. Default directory runs/<name>-smoke; results are not comparable.")
-def run(spec_path, out, force, stages, device, workers, sets, executor, address, smoke):
+@click.option("--replicates", type=click.IntRange(min=1), metavar="K",
+              help="Train K replicates of every policy (training seeds differ) and evaluate each on the same "
+                   "episodes (overrides the spec's replicates; replicate 0 is the spec's own run).")
+def run(spec_path, out, force, stages, device, workers, sets, executor, address, smoke, replicates):
     """Run an experiment: datasets → training → evaluation → report."""
     from .runner import STAGES, Runner, resolve_executor
 
     from pxp.experiment.training import preflight
 
-    spec = _load(spec_path, sets, smoke)
+    spec = _load(spec_path, sets, smoke, replicates)
     preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
     run_dir = out or Path("runs") / spec.name
     executor = resolve_executor(executor, spec)

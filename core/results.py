@@ -42,14 +42,24 @@ def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Pa
 def collect_results(run_dir, spec) -> Path:
     """Collect every evaluation's ``evals/<name>/result.json`` (episodes and summary) into results.json: the
     spec's evaluations in its order, then any other evaluation run into this directory (by another spec, e.g.
-    larger samples of the same policies), so that evaluating one spec never drops another's results."""
+    larger samples of the same policies), so that evaluating one spec never drops another's results. With
+    replicates, each summary names the evaluation it replicates (``replicate_of``) and every record its
+    ``replicate`` index; without, results.json is as it always was."""
+    from .spec import replicate_index
+
+    replicated = getattr(spec, "replicas", None) or {}
+    index = replicate_index(spec)
     evals = Path(run_dir) / "evals"
     others = sorted(p.parent.name for p in evals.glob("*/result.json") if p.parent.name not in spec.evaluations)
     episodes, summaries, configs = [], {}, {}
     for name in [*spec.evaluations, *others]:
         data = io.read_json(evals / name / "result.json")
         if data:
-            episodes.extend(data["episodes"])
-            summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}
+            tag = {}
+            if replicated and name in index:
+                tag = {"replicate_of": index[name][0], "replicate": index[name][1]}
+            episodes.extend({**e, **({"replicate": tag["replicate"]} if tag else {})} for e in data["episodes"])
+            summaries[name] = {"evaluator": data["evaluator"], **tag, **(data.get("summary") or {})}
             configs[name] = data.get("config")
-    return write_results(run_dir, episodes, summaries, spec=spec.name, configs=configs)
+    extra = {"replicates": spec.replicates} if replicated else {}
+    return write_results(run_dir, episodes, summaries, spec=spec.name, **extra, configs=configs)

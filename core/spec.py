@@ -110,6 +110,13 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         report=(ReportConfig, Field(default_factory=ReportConfig)),
         policy_groups=(dict[str, list[str]], Field(
             default_factory=dict, description="named groups of policies (sweeps fill this in); evaluations may name a group")),
+        replicates=(int, Field(1, ge=1, description=(
+            "train every policy this many times with different training seeds (init, sampling order; the same "
+            "demos) and run every evaluation on each replicate, on the same episodes"))),
+        replicate_seeds=(Optional[list[int]], Field(None, description=(
+            "train.seed of each replicate, replicate 0 first (default: the policy's train.seed + replicate index)"))),
+        replicas=(dict[str, list[str]], Field(default_factory=dict, description=(
+            "evaluation → its replicates' evaluations, replicate 0 first (filled in when replicates expand)"))),
     )
 
 
@@ -150,6 +157,74 @@ def expand_sweeps(raw: dict) -> tuple[dict, dict[str, list[str]]]:
     if groups:
         raw["policy_groups"] = groups
     return raw, groups
+
+
+def replicate_name(name: str, index: int) -> str:
+    """Replicate 0 keeps the name (and the hash) of the unreplicated unit; replicate r is ``name-rep<r>``."""
+    return f"{name}-rep{index}" if index else name
+
+
+def expand_replicates(raw: dict) -> dict:
+    """Expand ``replicates: K`` into K copies of every policy (``X``, ``X-rep1`` …; replicate r trains with
+    seed ``replicate_seeds[r]``, else ``train.seed + r``, from replicate r of its ``init_from``) and of every
+    evaluation (``E-rep<r>`` evaluates replicate r's policies on E's episodes). Records ``replicas``, so a
+    resolved spec (already expanded) is left as it is. K = 1 without seeds changes nothing."""
+    k, seeds = raw.get("replicates", 1), raw.get("replicate_seeds")
+    if raw.get("replicas") or not isinstance(k, int) or isinstance(k, bool) or k < 1 or (k == 1 and not seeds):
+        return raw
+    if seeds is not None and (not isinstance(seeds, list) or len(seeds) != k or len(set(map(str, seeds))) != k):
+        raise SpecError([("replicate_seeds", f"must list {k} different seeds, one per replicate (replicates: {k})")])
+    raw = copy.deepcopy(raw)
+    policies, groups = raw.get("policies") or {}, raw.get("policy_groups") or {}
+    if not isinstance(policies, dict) or not isinstance(groups, dict):
+        return raw  # validation names the problem
+    replicated = {n for n, body in policies.items() if isinstance(body, dict)}
+    rename = lambda name, r: replicate_name(name, r) if name in replicated or name in groups else name
+    out_policies, out_groups, out_evals = {}, {}, {}
+    replicas = {e: [] for e in raw.get("evaluations") or {}}
+    for r in range(k):
+        for name, body in policies.items():
+            if name not in replicated:
+                out_policies[name] = body
+                continue
+            member = copy.deepcopy(body)
+            train = member.setdefault("train", {}) if isinstance(member.get("train", {}), dict) else {}
+            if seeds is not None or r:
+                train["seed"] = seeds[r] if seeds is not None else int(train.get("seed", 0)) + r
+            if member.get("init_from") in replicated:
+                member["init_from"] = replicate_name(member["init_from"], r)
+            out_policies[replicate_name(name, r)] = member
+        for group, members in groups.items():
+            out_groups[replicate_name(group, r)] = [rename(m, r) for m in members]
+        for name, body in (raw.get("evaluations") or {}).items():
+            member = copy.deepcopy(body)
+            if isinstance(member, dict) and "policies" in member:
+                member["policies"] = _rename_policies(member["policies"], lambda n: rename(n, r))
+            out_evals[replicate_name(name, r)] = member
+            replicas[name].append(replicate_name(name, r))
+    raw["policies"], raw["evaluations"], raw["replicas"] = out_policies, out_evals, replicas
+    if out_groups:
+        raw["policy_groups"] = out_groups
+    return raw
+
+
+def _rename_policies(value, rename):
+    """An evaluation's ``policies`` (a name, a list, or a mapping of lists) with every name renamed."""
+    if isinstance(value, str):
+        return rename(value)
+    if isinstance(value, list):
+        return [_rename_policies(v, rename) for v in value]
+    if isinstance(value, dict):
+        return {k: _rename_policies(v, rename) for k, v in value.items()}
+    return value
+
+
+def replicate_index(spec) -> dict[str, tuple[str, int]]:
+    """Evaluation name → (the evaluation it replicates, replicate index); (itself, 0) without replicates."""
+    index = {name: (name, 0) for name in spec.evaluations}
+    for base, names in (getattr(spec, "replicas", None) or {}).items():
+        index.update({name: (base, r) for r, name in enumerate(names)})
+    return index
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
@@ -225,7 +300,9 @@ def parse_yaml(path: Path) -> dict:
 def validate_spec(raw: dict, registry: Registry | None = None, source: str | None = None):
     """Validate a spec dict; returns the Spec instance or raises SpecError listing every problem."""
     registry = registry or get_registry()
-    raw, groups = expand_sweeps(raw)
+    raw, _ = expand_sweeps(raw)
+    raw = expand_replicates(raw)
+    groups = raw.get("policy_groups") or {}
     model = build_spec_model(registry)
     try:
         spec = model.model_validate(raw)
