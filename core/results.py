@@ -27,6 +27,19 @@ def episode_pair_key(ep: dict) -> str:
     return pair_key(ep.get("cell"), ep.get("offset") or (0, 0), ep.get("view"), ep.get("seed", 0))
 
 
+def position_key(ep: dict) -> str:
+    """Episodes at the same position (cell, offset and view; any seed) form a cluster: they share the position's
+    difficulty, so they are not independent draws (docs/evaluation.md, "Replicates and clustering")."""
+    return episode_pair_key(ep).rsplit("|", 1)[0]
+
+
+def cluster_keys(episodes: list[dict]) -> list[str]:
+    """Each episode's cluster: its position, or, when every episode is at one position (the distractor scene),
+    the episode itself, since then the inference is about that one position."""
+    positions = [position_key(e) for e in episodes]
+    return positions if len(set(positions)) > 1 else [episode_pair_key(e) for e in episodes]
+
+
 def public_episode(ep: dict) -> dict:
     """The documented episode fields first, then anything extra (labels, key)."""
     return {**{k: ep.get(k) for k in EPISODE_FIELDS}, **{k: v for k, v in ep.items() if k not in EPISODE_FIELDS}}

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pxp.core import io, pool
-from pxp.core.results import EPISODE_FIELDS, episode_pair_key, pair_key  # noqa: F401  (re-exported)
+from pxp.core.results import EPISODE_FIELDS, cluster_keys, episode_pair_key, pair_key  # noqa: F401  (re-exported)
 from . import stats
 
 BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": test and benchmark policies
@@ -204,6 +204,7 @@ def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outco
     summary = {"policies": {}, "paired": []}
     for name, eps in by_policy.items():
         entry = stats.summarize_outcomes([e["outcome"] for e in eps], outcomes)
+        entry["clustered"] = clustered_success(eps, outcomes)
         entry["failures"] = _failure_counts(eps)
         entry["groups"] = {g: _grouped(eps, g, outcomes) for g in group_by}
         summary["policies"][name] = entry
@@ -211,6 +212,14 @@ def summarize_episodes(episodes: list[dict], group_by: Iterable[str] = (), outco
     kind = None if compare_within is None else {n: label_of(eps[0], compare_within) for n, eps in by_policy.items()}
     summary["paired"] = stats.all_paired_tests(paired, outcomes, kind)
     return summary
+
+
+def clustered_success(eps: list[dict], outcomes, replicate=lambda ep: 0) -> dict:
+    """The success rate with an interval that accounts for clustering by position (and by replicate, given
+    ``replicate``): :func:`pxp.experiment.stats.clustered_rate`."""
+    valid = [e for e in eps if e.get("outcome") in outcomes.weights]
+    return stats.clustered_rate((replicate(e), c, float(e["outcome"] == outcomes.success))
+                                for e, c in zip(valid, cluster_keys(valid)))
 
 
 def label_of(ep: dict, name: str):
@@ -254,9 +263,18 @@ def paired_table(summary: dict) -> str:
     tests = summary.get("paired") or []
     if not tests:
         return ""
-    rows = ["| A | B | pairs | only A placed | only B placed | exact McNemar p |", "|---|---|---|---|---|---|"]
-    rows += [f"| {t['a']} | {t['b']} | {t['pairs']} | {t['only_a']} | {t['only_b']} | {t['p_value']:.3g} |" for t in tests]
+    rows = ["| A | B | pairs | only A placed | only B placed | A − B [95% CI] | exact McNemar p |",
+            "|---|---|---|---|---|---|---|"]
+    rows += [f"| {t['a']} | {t['b']} | {t['pairs']} | {t['only_a']} | {t['only_b']} | {_diff_text(t)} | {t['p_value']:.3g} |"
+             for t in tests]
     return "\n".join(rows)
+
+
+def _diff_text(test: dict) -> str:
+    if "diff_ci" not in test:  # a results.json written before the interval existed
+        return "–"
+    lo, hi = test["diff_ci"]
+    return f"{100 * test['diff']:+.0f} pts [{100 * lo:+.0f}, {100 * hi:+.0f}]"
 
 
 def failure_table(summary: dict) -> str:

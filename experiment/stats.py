@@ -81,6 +81,107 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(_st.binomtest(int(b), int(b + c), 0.5).pvalue)
 
 
+def newcombe_paired(both: int, only_a: int, only_b: int, neither: int, z: float = Z95) -> tuple[float, float]:
+    """95% interval for p_A − p_B from paired binary outcomes: Newcombe's (1998, Stat Med 17:2635) method 10,
+    the square-and-add of the two Wilson intervals with his correlation correction phi (Fagerland, Lydersen &
+    Laake's "Newcombe square-and-add" for the paired 2×2 table). No pairs gives (nan, nan)."""
+    n = both + only_a + only_b + neither
+    if n <= 0:
+        return (math.nan, math.nan)
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = wilson(both + only_a, n, z)
+    l2, u2 = wilson(both + only_b, n, z)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    cross = both * neither - only_a * only_b
+    corrected = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    d = p1 - p2
+    lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return (max(-1.0, d - lower), min(1.0, d + upper))
+
+
+# ---------------------------------------------------------------- replicates × positions
+
+def _t_quantile(df: float) -> float:
+    from scipy import stats as _st
+
+    return float(_st.t.ppf(0.975, df)) if math.isfinite(df) else Z95
+
+
+def _cell_table(records) -> tuple[np.ndarray, list, list]:
+    """(replicate, cluster, value) records → the replicate × cluster table of cell means; clusters missing
+    from some replicate are dropped (every replicate is evaluated on the same clusters)."""
+    cells: dict[tuple, list] = {}
+    for rep, cluster, value in records:
+        cells.setdefault((rep, cluster), []).append(float(value))
+    reps = sorted({r for r, _ in cells}, key=str)
+    clusters = sorted({c for _, c in cells if all((r, c) in cells for r in reps)}, key=str)
+    table = np.array([[np.mean(cells[(r, c)]) for c in clusters] for r in reps], dtype=float).reshape(len(reps), len(clusters))
+    return table, reps, clusters
+
+
+def crossed_mean(table) -> dict:
+    """Mean of a replicates × clusters table of cell means with a 95% t interval under the crossed random-effects
+    model y_rc = mu + a_r + b_c + e_rc (training seed r, position c; docs/evaluation.md, "Replicates").
+
+    Var(mean) is estimated by (MS_rep + MS_cluster) / (K m) from the two-way ANOVA mean squares (conservative:
+    it counts the residual term twice, as Owen's pigeonhole bootstrap does, and can never go negative), with
+    Satterthwaite's degrees of freedom: with K = 3 replicates and a large seed effect they fall towards 2, and
+    the interval widens accordingly. K = 1 is the one-way case (clusters only); one cluster, replicates only."""
+    y = np.asarray(table, dtype=float)
+    k, m = y.shape
+    if y.size == 0:
+        return {"estimate": math.nan, "se": math.nan, "df": math.nan, "ci": [math.nan, math.nan], "replicates": k, "clusters": m}
+    grand = float(y.mean())
+    parts = []  # (mean square / (K m), its degrees of freedom)
+    if k > 1:
+        parts.append((m * float(((y.mean(axis=1) - grand) ** 2).sum()) / (k - 1) / (k * m), k - 1))
+    if m > 1:
+        parts.append((k * float(((y.mean(axis=0) - grand) ** 2).sum()) / (m - 1) / (k * m), m - 1))
+    var = sum(v for v, _ in parts)
+    if not parts or var <= 0:
+        return {"estimate": grand, "se": 0.0 if parts else math.nan, "df": math.nan,
+                "ci": [grand, grand] if parts else [math.nan, math.nan], "replicates": k, "clusters": m}
+    df = var ** 2 / sum(v ** 2 / d for v, d in parts)
+    half = _t_quantile(df) * math.sqrt(var)
+    return {"estimate": grand, "se": math.sqrt(var), "df": df, "ci": [grand - half, grand + half],
+            "replicates": k, "clusters": m}
+
+
+def pooled_difference(records) -> dict:
+    """PARA − ACT (any A − B) success over replicates and positions: ``records`` are (replicate, cluster,
+    a_success, b_success) of paired episodes. The interval is :func:`crossed_mean`'s on the per-cell
+    differences; ``pairs`` counts the episodes and ``a``/``b`` the pooled rates."""
+    records = list(records)
+    table, reps, clusters = _cell_table((r, c, a - b) for r, c, a, b in records)
+    out = crossed_mean(table)
+    kept = [(a, b) for r, c, a, b in records if c in set(clusters)]
+    out["ci"] = [max(-1.0, out["ci"][0]), min(1.0, out["ci"][1])]
+    return {**out, "pairs": len(kept), "a": float(np.mean([a for a, _ in kept])) if kept else math.nan,
+            "b": float(np.mean([b for _, b in kept])) if kept else math.nan}
+
+
+def clustered_rate(records, z: float = Z95) -> dict:
+    """A success rate over (replicate, cluster, success) records with a design-effect-adjusted Wilson interval:
+    deff = the crossed model's Var(mean) / the binomial p(1 − p)/n (at least 1), Wilson on n / deff episodes.
+    Not degenerate at 0 or 1, and the plain Wilson interval when episodes are independent; z becomes the t
+    quantile of the crossed model's degrees of freedom when clustering widens it."""
+    records = list(records)
+    table, reps, clusters = _cell_table(records)
+    kept = [y for r, c, y in records if c in set(clusters)]
+    n = len(kept)
+    if not n:
+        return {"rate": math.nan, "n": 0, "clusters": 0, "replicates": 0, "deff": math.nan, "ci": [math.nan, math.nan]}
+    p = float(np.mean(kept))
+    crossed = crossed_mean(table)
+    binomial = p * (1 - p) / n
+    deff = max(1.0, crossed["se"] ** 2 / binomial) if binomial > 0 and math.isfinite(crossed["se"]) else 1.0
+    df = crossed["df"] if deff > 1 else math.inf  # few replicates: their t quantile, as for the difference
+    lo, hi = wilson(p * n / deff, n / deff, _t_quantile(df) if math.isfinite(df) else z)
+    return {"rate": p, "n": n, "clusters": len(clusters), "replicates": len(reps), "deff": deff, "ci": [lo, hi]}
+
+
 def _rate(k: float, n: int) -> dict:
     lo, hi = wilson(k, n)
     return {"k": k, "n": n, "rate": (k / n) if n else math.nan, "ci": [lo, hi]}
@@ -124,7 +225,10 @@ def paired_mcnemar(a: dict, b: dict, scheme) -> dict:
     keys = sorted(k for k in set(a) & set(b) if a[k] in ok and b[k] in ok)
     only_a = sum(1 for k in keys if a[k] == win and b[k] != win)
     only_b = sum(1 for k in keys if b[k] == win and a[k] != win)
-    return {"pairs": len(keys), "only_a": only_a, "only_b": only_b, "p_value": mcnemar_exact(only_a, only_b)}
+    both = sum(1 for k in keys if a[k] == win and b[k] == win)
+    diff = (only_a - only_b) / len(keys) if keys else math.nan
+    return {"pairs": len(keys), "only_a": only_a, "only_b": only_b, "p_value": mcnemar_exact(only_a, only_b),
+            "diff": diff, "diff_ci": list(newcombe_paired(both, only_a, only_b, len(keys) - both - only_a - only_b))}
 
 
 def all_paired_tests(by_policy: dict[str, dict], scheme, kind: dict | None = None) -> list[dict]:

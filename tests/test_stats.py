@@ -110,7 +110,9 @@ def test_paired_mcnemar_uses_only_shared_valid_keys():
     b = {("c1", 0): "MISS", ("c1", 1): "GRASP", ("c2", 0): "PLACE", ("c4", 0): "PLACE"}
     t = stats.paired_mcnemar(a, b, OUTCOMES)
     # shared valid keys: c1/0, c1/1, c2/0 (c3 missing from b, c4 crashed in a)
-    assert t == {"pairs": 3, "only_a": 2, "only_b": 1, "p_value": pytest.approx(1.0)}
+    assert {k: t[k] for k in ("pairs", "only_a", "only_b")} == {"pairs": 3, "only_a": 2, "only_b": 1}
+    assert t["p_value"] == pytest.approx(1.0) and t["diff"] == pytest.approx(1 / 3)
+    assert t["diff_ci"] == pytest.approx(list(stats.newcombe_paired(0, 2, 1, 0)))
     tests = stats.all_paired_tests({"para": a, "act": b}, OUTCOMES)
     assert tests[0]["a"] == "act" and tests[0]["only_a"] == 1
 

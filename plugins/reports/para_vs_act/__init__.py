@@ -27,7 +27,8 @@ class ParaVsActSummary:
         doc.h(2, "Summary")
         if rows:
             doc.p("Success = PLACE (bowl on plate). Brackets: 95% Wilson interval; n = episodes. "
-                  "Paired test: exact McNemar on episodes with the same position, viewpoint and seed.")
+                  "Delta: PARA − ACT on paired episodes (the same position, viewpoint and seed) with its 95% interval "
+                  "(Newcombe's method for paired rates); paired test: exact McNemar on those pairs.")
             doc.table(["Experiment", "OOD axis", "PARA", "ACT", "Delta", "Paired test", "Failed episodes (PARA / ACT)"],
                       rows)
         else:
@@ -44,6 +45,8 @@ class ParaVsActSummary:
         test = stats.paired_mcnemar({episode_pair_key(e): e.get("outcome") for e in groups[para[0]]},
                                     {episode_pair_key(e): e.get("outcome") for e in groups[act[0]]}, report.outcomes)
         delta = f"{100 * (a['place']['rate'] - b['place']['rate']):+.0f} pts" if a["n"] and b["n"] else "–"
+        if test["pairs"]:
+            delta += " [{:+.0f}, {:+.0f}]".format(*(100 * x for x in test["diff_ci"]))
         return [name, report.axis(name), pct(a["place"]), pct(b["place"]), delta,
                 f"p={test['p_value']:.3g} ({test['pairs']} pairs)" if test["pairs"] else "unpaired",
                 f"{a['errors']} / {b['errors']}"]
