@@ -222,6 +222,18 @@ def clustered_success(eps: list[dict], outcomes, replicate=lambda ep: 0) -> dict
                                 for e, c in zip(valid, cluster_keys(valid)))
 
 
+def paired_records(a_eps: list[dict], b_eps: list[dict], value) -> list[tuple]:
+    """(replicate, cluster, value(a), value(b)) for every pair of episodes of two policies in the same replicate
+    (:func:`pxp.core.results.episode_pair_key`), for :func:`pxp.experiment.stats.pooled_difference`; ``value``
+    maps an outcome to a number, or None to leave the pair out (a crashed episode)."""
+    b_by_key = {(e.get("replicate", 0), episode_pair_key(e)): e for e in b_eps}
+    pairs = [(a, b_by_key.get((a.get("replicate", 0), episode_pair_key(a)))) for a in a_eps]
+    pairs = [(a, b) for a, b in pairs if b is not None and value(a.get("outcome")) is not None
+             and value(b.get("outcome")) is not None]
+    clusters = cluster_keys([a for a, _ in pairs])
+    return [(a.get("replicate", 0), c, value(a["outcome"]), value(b["outcome"])) for (a, b), c in zip(pairs, clusters)]
+
+
 def label_of(ep: dict, name: str):
     return ep.get(name) if name == "cell" else (ep.get("labels") or {}).get(name)
 

@@ -8,6 +8,11 @@ either head, so a run of other heads gets no word of PARA or ACT.
 """
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
+import click
+
 from pxp.core.hookspecs import hookimpl
 from pxp.core.results import episode_pair_key
 from pxp.experiment import stats
@@ -55,3 +60,41 @@ class ParaVsActSummary:
 @hookimpl
 def pxp_report_sections(report):
     return [ParaVsActSummary()]
+
+
+@click.command("answer")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/answer.md"), show_default=True,
+              help="The answer page to write.")
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also rewrite this README's results section (between <!-- answer:begin --> and <!-- answer:end -->).")
+@click.option("--registration", metavar="COMMIT",
+              help="The registration commit to cite (default: the last commit of docs/registration.md).")
+def answer_command(runs, out, readme, registration):
+    """The seed's claims against pxp's runs: one table per claim, from the runs' results.json."""
+    from pxp.core import io
+    from pxp.core.plugins import get_registry
+
+    from .answer import build_answer, read_run, readme_section, render, replace_between_markers
+
+    registry = get_registry()
+    answer = build_answer([read_run(r, registry) for r in runs])
+    registration = registration or _last_commit("docs/registration.md")
+    command = "pxp answer " + " ".join(str(r) for r in runs) + f" --out {out}" + (f" --readme {readme}" if readme else "")
+    io.write_text(out, render(answer, registration, command))
+    if readme:
+        io.write_text(readme, replace_between_markers(readme.read_text(), readme_section(answer, registration)))
+    click.echo(f"answer: {out}" + (f"\nREADME section: {readme}" if readme else ""))
+
+
+def _last_commit(path: str) -> str | None:
+    try:
+        res = subprocess.run(["git", "log", "-1", "--format=%h", "--", path], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None
+
+
+@hookimpl
+def pxp_register_commands(cli):
+    cli.add_command(answer_command)
