@@ -4,7 +4,8 @@ The transform works on the raw spec dict, before validation, so a smoke run neve
 full scale needs (pretrained weights, a GPU). Core knows no plugin names: every section whose config
 model defines ``smoke(self) -> dict`` gets that dict merged over it; a ``type`` key in it replaces the
 section wholesale (a DINOv2 backbone becomes a tiny ViT). Core shrinks its own parts: training budgets,
-sweeps (the first :data:`SWEEP_VALUES` values of each list), ``demos``, and the report.
+sweeps (the first :data:`SWEEP_VALUES` values of each list), ``demos``, replicates (at most :data:`REPLICATES`)
+and the report.
 
 Sizes a plugin's ``smoke()`` should use live here, so every plugin shrinks to the same scale.
 """
@@ -26,6 +27,7 @@ TRAIN_STEPS = 3  # optimizer steps per policy
 TRAIN_MINUTES = 0.5
 BATCH_SIZE = 4
 SWEEP_VALUES = 2  # values kept from each sweep list
+REPLICATES = 2  # replicates at most (two prove the replicate path)
 
 # spec section → plugin kind, for the sections that name a component with ``type:``
 _POLICY_PARTS = {"backbone": "backbones", "head": "heads", "objective": "objectives"}
@@ -38,6 +40,10 @@ def smoke_spec(raw: dict, registry) -> dict:
     raw["smoke"] = True
     if raw.get("device") == "cuda":
         raw["device"] = "auto"  # a smoke run checks the pipeline on whatever machine runs it
+    if isinstance(raw.get("replicates"), int) and raw["replicates"] > REPLICATES:
+        raw["replicates"] = REPLICATES
+        if isinstance(raw.get("replicate_seeds"), list):
+            raw["replicate_seeds"] = raw["replicate_seeds"][:REPLICATES]
     scene = raw.get("scene")
     scene_overrides = {}
     if isinstance(scene, dict):

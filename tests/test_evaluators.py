@@ -137,7 +137,7 @@ def test_data_efficiency_reads_demo_counts_from_the_spec(registry, tmp_path):
     section = ev.report_section(ev.summarize(eps))  # the demo-count tables are drawn once, by report_figures
     # paired tests only between policies trained on the same demo count (1 demo: p1 against s1)
     assert [(t["a"], t["b"]) for t in ev.summarize(eps)["paired"]] == [("p1", "s1")]
-    assert "| p1 | s1 | 2 | 2 | 0 | 0.5 |" in section and "| s1 | s3 |" not in section and "demos" not in section
+    assert "| p1 | s1 | 2 | 2 | 0 | +100 pts [+7, +100] | 0.5 |" in section and "| s1 | s3 |" not in section and "demos" not in section
 
 
 def test_distractors_default_scene_and_position(registry, tmp_path):

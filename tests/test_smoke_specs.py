@@ -30,7 +30,9 @@ def test_smoke_transform_shrinks_every_size(path):
     full, spec = validate_spec(parse_yaml(path)), smoke_of(path)
     assert spec.smoke and not full.smoke and spec.name == f"{full.name}-smoke"
     assert spec.scene.image_size == smoke.IMAGE_SIZE and spec.device in ("auto", "cpu")
-    assert list(spec.datasets) == list(full.datasets) and list(spec.evaluations) == list(full.evaluations)
+    assert list(spec.datasets) == list(full.datasets)
+    assert list(spec.replicas or spec.evaluations) == list(full.replicas or full.evaluations)
+    assert spec.replicates == min(full.replicates, smoke.REPLICATES)
     group_of = {m: g for g, members in spec.policy_groups.items() for m in members}
     for name, pol in spec.policies.items():
         full_pol = full.policies.get(name) or full.policies[full.policy_groups[group_of[name]][0]]
@@ -47,7 +49,8 @@ def test_smoke_transform_shrinks_every_size(path):
             assert pol.head.heatmap_size <= 16 and pol.head.height_bins <= 4
             assert (pol.head.height_bins == 1) == (full_pol.head.height_bins == 1)
     # the same policies (sweeps keep their first values, so every group keeps members)
-    assert set(spec.policy_groups) == set(full.policy_groups)
+    dropped = tuple(f"-rep{r}" for r in range(spec.replicates, full.replicates))  # replicates smoke leaves out
+    assert set(spec.policy_groups) == {g for g in full.policy_groups if not (dropped and g.endswith(dropped))}
     assert all(0 < len(m) <= smoke.SWEEP_VALUES for m in spec.policy_groups.values())
     assert all(p.demos is None or p.demos <= smoke.DEMOS for p in spec.policies.values())
     for name, ds in spec.datasets.items():
