@@ -4,7 +4,7 @@
 
 Tiny random-init ViT (or the CPU study's ``small_cnn``) at 128 px, batch 32, synthetic inputs; one step = forward, a squared-output loss,
 backward, AdamW. Prints ms per step and the ratio to the baseline (heatmap 32², 16 bins, hidden 64),
-measured in the same run (docs/results.md, issue 13: why the CPU study keeps the 32² heatmap).
+measured in the same run (docs/history/, issue 13: why the CPU study keeps the 32² heatmap).
 """
 import time
 

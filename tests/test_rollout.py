@@ -189,7 +189,7 @@ def test_expert_targets_replayed_with_the_demo_stride_place(scene):
         demo_shut = pol.demo["gripper"][int(np.argmax(pol.demo["phase"] == "lift")) - 1]  # its last closing frame
         assert spy.calls[lift][2] >= 0.85 * demo_shut, (offset, spy.calls[lift][2], demo_shut)
     # The far +y corner (dx 0.07, dy 0.1; the +y rim at y ≈ 0.35) is the one cell of an 8×8 grid where the
-    # replay lifts the bowl but does not place it (63/64 PLACE; the expert itself places it: docs/results.md).
+    # replay lifts the bowl but does not place it (63/64 PLACE; the expert itself places it: docs/history/).
     assert places >= len(cells) - 1, f"{places}/{len(cells)} PLACE"
 
 
