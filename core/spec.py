@@ -175,37 +175,41 @@ def expand_replicates(raw: dict) -> dict:
     if seeds is not None and (not isinstance(seeds, list) or len(seeds) != k or len(set(map(str, seeds))) != k):
         raise SpecError([("replicate_seeds", f"must list {k} different seeds, one per replicate (replicates: {k})")])
     raw = copy.deepcopy(raw)
-    policies, groups = raw.get("policies") or {}, raw.get("policy_groups") or {}
-    if not isinstance(policies, dict) or not isinstance(groups, dict):
+    policies, groups, evaluations = (raw.get(k) or {} for k in ("policies", "policy_groups", "evaluations"))
+    if not all(isinstance(x, dict) for x in (policies, groups, evaluations)):
         return raw  # validation names the problem
     replicated = {n for n, body in policies.items() if isinstance(body, dict)}
     rename = lambda name, r: replicate_name(name, r) if name in replicated or name in groups else name
     out_policies, out_groups, out_evals = {}, {}, {}
-    replicas = {e: [] for e in raw.get("evaluations") or {}}
     for r in range(k):
         for name, body in policies.items():
-            if name not in replicated:
-                out_policies[name] = body
-                continue
-            member = copy.deepcopy(body)
-            train = member.setdefault("train", {}) if isinstance(member.get("train", {}), dict) else {}
-            if seeds is not None or r:
-                train["seed"] = seeds[r] if seeds is not None else int(train.get("seed", 0)) + r
-            if member.get("init_from") in replicated:
-                member["init_from"] = replicate_name(member["init_from"], r)
-            out_policies[replicate_name(name, r)] = member
+            seed = seeds[r] if seeds is not None else None
+            out_policies[rename(name, r)] = _replicate_policy(body, r, seed, replicated) if name in replicated else body
         for group, members in groups.items():
             out_groups[replicate_name(group, r)] = [rename(m, r) for m in members]
-        for name, body in (raw.get("evaluations") or {}).items():
+        for name, body in evaluations.items():
             member = copy.deepcopy(body)
             if isinstance(member, dict) and "policies" in member:
                 member["policies"] = _rename_policies(member["policies"], lambda n: rename(n, r))
             out_evals[replicate_name(name, r)] = member
-            replicas[name].append(replicate_name(name, r))
-    raw["policies"], raw["evaluations"], raw["replicas"] = out_policies, out_evals, replicas
+    raw["policies"], raw["evaluations"] = out_policies, out_evals
+    raw["replicas"] = {name: [replicate_name(name, r) for r in range(k)] for name in evaluations}
     if out_groups:
         raw["policy_groups"] = out_groups
     return raw
+
+
+def _replicate_policy(body: dict, index: int, seed, replicated: set) -> dict:
+    """Replicate ``index`` of a policy: its training seed (``seed``, else ``train.seed`` + index) and replicate
+    ``index`` of its ``init_from``; everything else, the demos included, as the policy's."""
+    member = copy.deepcopy(body)
+    train = member.get("train")
+    if isinstance(train, dict) and (seed is not None or index):
+        base = train.get("seed", 0)
+        train["seed"] = seed if seed is not None else (base + index if isinstance(base, int) else base)
+    if member.get("init_from") in replicated:
+        member["init_from"] = replicate_name(member["init_from"], index)
+    return member
 
 
 def _rename_policies(value, rename):
