@@ -73,12 +73,8 @@ class Run:
         return [e for e in self.results.get("episodes", []) if e.get("evaluation") in names]
 
     def of_head(self, eps: list[dict], head: str) -> list[dict]:
-        return [e for e in eps if self.heads.get(_base_policy(e["policy"])) == head or self.heads.get(e["policy"]) == head]
-
-
-def _base_policy(name: str) -> str:
-    stem, _, tail = name.rpartition("-rep")
-    return stem if stem and tail.isdigit() else name
+        """The episodes of policies with this head (the resolved spec lists every replicate's policy)."""
+        return [e for e in eps if self.heads.get(e["policy"]) == head]
 
 
 def read_run(path, registry) -> Run:
@@ -233,7 +229,7 @@ def render(answer: dict, registration: str | None, command: str) -> str:
            "interval of the crossed replicates × positions model. Verdicts by the rule in docs/registration.md: "
            "reproduced = the seed's direction with the interval excluding 0; same direction, not significant; "
            "not reproduced = the other direction, interval including 0; reversed = the other direction, interval "
-           "excluding 0.", "", main_table(answer), ""]
+           "excluding 0. The seed's figures come without n or intervals.", "", main_table(answer), ""]
     if answer["controls"]:
         out += ["## In-distribution controls", "",
                 "The seed: \"with full coverage ACT matches or exceeds PARA\". pxp measures it on "
