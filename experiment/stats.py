@@ -152,11 +152,16 @@ def crossed_mean(table) -> dict:
 def pooled_difference(records) -> dict:
     """PARA − ACT (any A − B) success over replicates and positions: ``records`` are (replicate, cluster,
     a_success, b_success) of paired episodes. The interval is :func:`crossed_mean`'s on the per-cell
-    differences; ``pairs`` counts the episodes and ``a``/``b`` the pooled rates."""
+    differences (Newcombe's over the pooled pairs when every cell is the same, so there is no spread to
+    estimate); ``pairs`` counts the episodes and ``a``/``b`` the pooled rates."""
     records = list(records)
     table, reps, clusters = _cell_table((r, c, a - b) for r, c, a, b in records)
     out = crossed_mean(table)
     kept = [(a, b) for r, c, a, b in records if c in set(clusters)]
+    if kept and not out["se"] and all(v in (0.0, 1.0) for pair in kept for v in pair):
+        # every cell the same: no spread to estimate, so the paired interval over the pooled pairs (not a point)
+        both, only_a, only_b = (sum(1 for a, b in kept if (a, b) == ab) for ab in ((1, 1), (1, 0), (0, 1)))
+        out["ci"] = list(newcombe_paired(both, only_a, only_b, len(kept) - both - only_a - only_b))
     out["ci"] = [max(-1.0, out["ci"][0]), min(1.0, out["ci"][1])]
     return {**out, "pairs": len(kept), "a": float(np.mean([a for a, _ in kept])) if kept else math.nan,
             "b": float(np.mean([b for _, b in kept])) if kept else math.nan}

@@ -85,11 +85,11 @@ def test_command_writes_the_page_and_the_readme_section(tmp_path):
                                    "--readme", str(readme), "--registration", "abc1234"])
     assert res.exit_code == 0, res.output
     page = out.read_text()
-    assert ("| Left → right (object position) | 54% / 1% | 67% [10–97] (n=12, 3 clusters × 2 rep.) | "
-            "17% [5–45] (n=12, 3 clusters × 2 rep.) | +50 pts [-31, +100] (12 pairs) | "
+    assert ("| Left → right (object position) | 54% / 1% | 67% [10–97] (n=12, 3 clusters × 2 replicates) | "
+            "17% [5–45] (n=12, 3 clusters × 2 replicates) | +50 pts [-31, +100] (12 pairs) | "
             "same direction, not significant |") in page
     assert "Registration: commit `abc1234`" in page and "wall time 90 min" in page and "`0123456789ab`" in page
-    assert "| 5° | 25% [0–96] (n=4, 2 clusters × 2 rep.) | 0% [0–49] (n=4, 2 clusters × 2 rep.) |" in page
+    assert "| 5° | 25% [0–96] (n=4, 2 clusters × 2 replicates) | 0% [0–49] (n=4, 2 clusters × 2 replicates) |" in page
     text = readme.read_text()
     assert text.startswith("intro\n" + answer.BEGIN) and text.endswith(answer.END + "\nrest\n")
     assert "old table" not in text and "| Left → right (object position) | 54% / 1% | 67% [10–97]" in text

@@ -106,3 +106,10 @@ def test_pooled_intervals_cover_at_least_95_percent_on_clustered_data():
     assert 0.95 - tol <= diff_cov <= 0.99, diff_cov
     assert 0.95 - tol <= rate_cov <= 0.99, rate_cov
     assert naive_cov < 0.95 - tol, naive_cov
+
+
+def test_pooled_difference_without_spread_is_not_a_point():
+    same = [(r, c, 0, 0) for r in range(2) for c in range(3)]  # every cell 0 − 0: nothing to estimate a spread from
+    got = stats.pooled_difference(same)
+    assert got["estimate"] == 0 and got["ci"] == pytest.approx(list(stats.newcombe_paired(0, 0, 0, 6)))
+    assert got["ci"][0] < 0 < got["ci"][1]

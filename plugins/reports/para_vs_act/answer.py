@@ -191,7 +191,11 @@ def rate_text(r: dict) -> str:
         return "n/a (n=0)"
     lo, hi = r["ci"]
     return (f"{100 * r['rate']:.0f}% [{100 * lo:.0f}–{100 * hi:.0f}] "
-            f"(n={r['n']}, {r['clusters']} clusters × {r['replicates']} rep.)")
+            f"(n={r['n']}, {_count(r['clusters'], 'cluster')} × {_count(r['replicates'], 'replicate')})")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def diff_text(d: dict) -> str:
@@ -214,9 +218,12 @@ def main_table(answer: dict) -> str:
 def provenance(answer: dict, registration: str | None) -> str:
     lines = [f"Registration: commit `{registration or 'not registered'}` (docs/registration.md)."]
     for run in answer["runs"]:
-        lines.append(f"Run `{run.name}`: commit `{run.commit}`, {run.replicates} replicate(s), wall time "
+        smoke = bool(run.manifest.get("smoke"))
+        spec = run.name.removesuffix("-smoke") if smoke else run.name
+        lines.append(f"Run `{run.name}`: commit `{run.commit}`, {_count(run.replicates, 'replicate')}, wall time "
                      f"{run.wall_minutes:.0f} min ({run.manifest.get('cpu', 'CPU unknown')}); re-run: "
-                     f"`pxp run specs/{run.name}.yaml` at the registration commit.")
+                     f"`pxp run specs/{spec}.yaml{' --smoke' if smoke else ''}` at the registration commit."
+                     + (" A smoke run: it checks the pipeline, its numbers answer nothing." if smoke else ""))
     return "\n".join(lines)
 
 
