@@ -63,8 +63,10 @@ def _load(spec_path, sets=(), smoke=False, replicates=None):
     from .spec import apply_overrides, parse_yaml, validate_spec
 
     raw = apply_overrides(parse_yaml(Path(spec_path)), sets)
-    if replicates is not None:
+    if replicates is not None:  # fewer than the spec's: its first seeds (a registered spec's first replicates)
         raw["replicates"] = replicates
+        if isinstance(raw.get("replicate_seeds"), list) and len(raw["replicate_seeds"]) > replicates:
+            raw["replicate_seeds"] = raw["replicate_seeds"][:replicates]
     if smoke:  # before validation: a smoke run needs nothing only the full scale needs (weights, GPU)
         from .smoke import smoke_spec
 

@@ -98,3 +98,17 @@ def test_results_json_carries_the_replicate_index(tmp_path, toy_registry):
         {"e": ("e", 0), "e-rep1": ("e", 1)}
     assert [(e["evaluation"], e["replicate"]) for e in results["episodes"]] == [("e", 0)] * 2 + [("e-rep1", 1)] * 2
     assert core_plugins.CALLS == [("generate", "d"), ("evaluate", "e"), ("evaluate", "e-rep1")]
+
+
+def test_fewer_replicates_than_the_spec_lists_take_its_first_seeds(tmp_path, toy_registry):
+    spec_file = tmp_path / "toy.yaml"
+    spec_file.write_text(yaml.safe_dump(toy_spec(replicates=3, replicate_seeds=[7, 8, 9])))
+    res = CliRunner().invoke(cli, ["validate", str(spec_file)])
+    assert res.exit_code == 0 and "3 policy(ies), 3 evaluation(s)" in res.output
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", str(spec_file), "--out", str(out), "--replicates", "1", "--stage", "datasets"])
+    assert res.exit_code == 0, res.output
+    resolved = yaml.safe_load((out / "spec.resolved.yaml").read_text())
+    assert list(resolved["policies"]) == ["p"] and resolved["policies"]["p"]["train"]["seed"] == 7
+    res = CliRunner().invoke(cli, ["run", str(spec_file), "--out", str(out), "--replicates", "4", "--stage", "datasets"])
+    assert res.exit_code == 2 and "replicate_seeds" in res.output
