@@ -98,3 +98,18 @@ def test_command_writes_the_page_and_the_readme_section(tmp_path):
     bare.write_text("no markers\n")
     res = CliRunner().invoke(cli, ["answer", str(FIXTURE / "study"), "--out", str(out), "--readme", str(bare)])
     assert res.exit_code == 1 and "no <!-- answer:begin -->" in res.output
+
+
+def test_the_report_pools_each_evaluation_over_its_replicates(tmp_path):
+    import shutil
+
+    from pxp.experiment.report import Doc, Report
+    from pxp.plugins.reports.para_vs_act import ParaVsActSummary
+
+    shutil.copytree(FIXTURE / "study", tmp_path / "study")
+    doc = Doc()
+    ParaVsActSummary.render_pooled(Report(tmp_path / "study"), doc)
+    text = doc.markdown()
+    assert "### Pooled over replicates" in text
+    assert ("| left_to_right | 2 | 67% [10–97] (n=12, 3 clusters × 2 replicates) | "
+            "17% [5–45] (n=12, 3 clusters × 2 replicates) | +50 pts [-31, +100] (12 pairs) |") in text

@@ -38,6 +38,31 @@ class ParaVsActSummary:
                       rows)
         else:
             doc.p("No evaluation compares a PARA with an ACT policy in this run.")
+        self.render_pooled(report, doc)
+
+    @staticmethod
+    def render_pooled(report, doc) -> None:
+        """With replicates: each evaluation pooled over them, with the intervals of docs/evaluation.md."""
+        from .answer import compare, diff_text, rate_text, success_value
+
+        bases = {}
+        for name, s in report.results.get("summaries", {}).items():
+            bases.setdefault(s.get("replicate_of", name), []).append(name)
+        rows = []
+        for base, names in bases.items():
+            if len(names) < 2:
+                continue
+            eps = [e for n in names for e in report.evaluations.get(n, [])]
+            heads = {h: [e for e in eps if report.label(e["policy"]) == h] for h in HEADS}
+            if all(heads.values()):
+                cmp = compare(heads["PARA"], heads["ACT"], success_value(report.outcomes))
+                rows.append([base, str(len(names)), rate_text(cmp.a), rate_text(cmp.b), diff_text(cmp.diff)])
+        if rows:
+            doc.h(3, "Pooled over replicates")
+            doc.p("Each evaluation's replicates (training seeds) together: rates with intervals that account for "
+                  "clustering by position and replicate, PARA − ACT on paired episodes with the crossed "
+                  "replicates × positions interval (docs/evaluation.md).")
+            doc.table(["Evaluation", "Replicates", "PARA", "ACT", "PARA − ACT"], rows)
 
     @staticmethod
     def row(report, name: str, eps: list) -> list | None:

@@ -116,7 +116,7 @@ class Comparison:
     extra: dict = field(default_factory=dict)
 
 
-def compare(run: Run, eps_a: list[dict], eps_b: list[dict], value) -> Comparison:
+def compare(eps_a: list[dict], eps_b: list[dict], value) -> Comparison:
     return compare_records(paired_records(eps_a, eps_b, value))
 
 
@@ -143,7 +143,7 @@ def build_answer(runs: list[Run]) -> dict:
         if run is None:
             continue
         eps = run.episodes(base)
-        cmp = compare(run, run.of_head(eps, "PARA"), run.of_head(eps, "ACT"), success_value(run.outcomes))
+        cmp = compare(run.of_head(eps, "PARA"), run.of_head(eps, "ACT"), success_value(run.outcomes))
         out["axes"].append({"evaluation": base, "axis": axis, "seed": (seed_a, seed_b), "run": run, "cmp": cmp,
                             "verdict": verdict(seed_a - seed_b, cmp.diff["estimate"], cmp.diff["ci"])})
         if base == "viewpoints":
@@ -152,7 +152,7 @@ def build_answer(runs: list[Run]) -> dict:
         for base, s in run.results.get("summaries", {}).items():
             if base.endswith("_control") and s.get("replicate_of", base) == base:
                 eps = run.episodes(base)
-                cmp = compare(run, run.of_head(eps, "PARA"), run.of_head(eps, "ACT"), success_value(run.outcomes))
+                cmp = compare(run.of_head(eps, "PARA"), run.of_head(eps, "ACT"), success_value(run.outcomes))
                 out["controls"].append({"evaluation": base, "run": run, "cmp": cmp})
         out["regimes"] += _regimes(run)
     return out
@@ -162,7 +162,7 @@ def _per_theta(run: Run, eps: list[dict]) -> list[dict]:
     rows = []
     for theta in sorted({label_of(e, "theta") for e in eps if label_of(e, "theta") is not None}):
         at = [e for e in eps if label_of(e, "theta") == theta]
-        rows.append({"theta": theta, "cmp": compare(run, run.of_head(at, "PARA"), run.of_head(at, "ACT"),
+        rows.append({"theta": theta, "cmp": compare(run.of_head(at, "PARA"), run.of_head(at, "ACT"),
                                                      success_value(run.outcomes))})
     return rows
 
