@@ -118,3 +118,11 @@ def test_nothing_frozen_means_no_cache(ctx):
     assert not feature_cache.cacheable(policy.backbone)
     ds = DemoDataset(ctx.dataset_path("demos"), horizon=2, stride=2)
     assert feature_cache.wrap(policy, ds, None) == (ds, None) and cache_dirs(ctx) == []
+
+
+@pytest.mark.parametrize("freeze", [{"freeze": "all"}, {"freeze": "partial", "freeze_blocks": 1}])
+def test_the_plugin_kit_checks_the_frozen_split(reg, freeze):
+    from pxp.testing import check_backbone
+
+    bb = check_backbone(reg, "tiny_vit", image_size=64, patch_size=8, embed_dim=32, depth=2, num_heads=2, **freeze)
+    assert bb.frozen_key()["blocks"] == (2 if freeze["freeze"] == "all" else 1)
