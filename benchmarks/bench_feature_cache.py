@@ -53,16 +53,21 @@ def policy_of(backbone, head):
     return build_policy(backbone, head, reg.create, "cpu", BehaviorCloningConfig()), reg.create("objectives", BehaviorCloningConfig())
 
 
-def timed(fn, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def interleaved(fns: dict, repeats: dict, warmup: int = 2) -> dict:
+    """Median seconds per call of each ``fns[k]()``, the calls interleaved round by round (``repeats[k]`` in
+    all), so that a machine whose load changes during the run (it is shared) slows every side alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    rounds = max(repeats.values())
+    for r in range(rounds):
+        for k, fn in fns.items():
+            if r * repeats[k] // rounds != (r + 1) * repeats[k] // rounds:  # spread each side's calls evenly
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_cache(args, path):
@@ -82,11 +87,11 @@ def bench_steps(args, path):
     from pxp.core.spec import TrainConfig
     from pxp.experiment import feature_cache
     from pxp.experiment.data import DemoDataset
-    from pxp.experiment.training import Batches, LoopStep, make_optimizer
+    from pxp.experiment.training import Batches, LoopStep, flush_denormals, make_optimizer
 
     tcfg = TrainConfig(steps=1000, batch_size=args.batch, lr=1e-3, warmup_steps=0)
     for name, head in heads(args).items():
-        per = {}
+        steps = {}
         for mode in ("cache", "live"):
             policy, objective = policy_of(vit(args), head)
             ds = DemoDataset(path, horizon=policy.horizon, stride=4)
@@ -95,8 +100,10 @@ def bench_steps(args, path):
             data = Batches(ds, args.batch, 0, policy.device, 0)
             loop = LoopStep(policy, objective, make_optimizer(policy, tcfg), tcfg, None)
             policy.net.train()
-            step = iter(range(10**9))
-            per[mode] = timed(lambda: loop(next(data), next(step), 0.0), args.steps if mode == "cache" else max(2, args.steps // 4))
+            counter = iter(range(10**9))
+            steps[mode] = lambda loop=loop, data=data, counter=counter: loop(next(data), next(counter), 0.0)
+        with flush_denormals():  # as train() runs its steps
+            per = interleaved(steps, {"cache": args.steps, "live": max(2, args.steps // 4)})
         print(f"train step {name} (batch {args.batch}): cache {per['cache'] * 1000:.0f} ms, live frozen backbone "
               f"{per['live'] * 1000:.0f} ms, ratio {per['live'] / per['cache']:.1f}x (goal >= 10x)")
 
@@ -112,10 +119,11 @@ def bench_predict(args):
     state = {"eef_pos": np.array([0.0, 0.0, 1.1]), "eef_pixel": np.array([64.0, 40.0]), "gripper": 0.0}
     cnn = SmallCNNConfig(width=96, stages=3, image_size=128)
     for name, head in heads(args).items():
-        cost = {}
+        calls = {}
         for label, bb in (("vit", vit(args)), ("cnn", cnn)):
             policy, _ = policy_of(bb, head)
-            cost[label] = timed(lambda: policy.predict(frame, state, cam), args.predictions)
+            calls[label] = lambda policy=policy: policy.predict(frame, state, cam)
+        cost = interleaved(calls, {"vit": args.predictions, "cnn": args.predictions})
         print(f"rollout prediction {name}: ViT-S/14 at {args.size} px {cost['vit'] * 1000:.0f} ms, small CNN "
               f"{cost['cnn'] * 1000:.1f} ms, ratio {cost['vit'] / cost['cnn']:.0f}x; "
               f"≈ {25 * cost['vit']:.1f} s of ViT per 25-prediction episode")
@@ -128,7 +136,7 @@ def main():
     ap.add_argument("--demos", type=int, default=4)
     ap.add_argument("--frames", type=int, default=48, help="frames per demo")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=20, help="timed training steps from the cache (live: a quarter)")
+    ap.add_argument("--steps", type=int, default=20, help="timed training steps from the cache (live: a quarter, interleaved)")
     ap.add_argument("--predictions", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args()
