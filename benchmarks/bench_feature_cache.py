@@ -139,6 +139,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="timed training steps from the cache (live: a quarter, interleaved)")
     ap.add_argument("--predictions", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--parts", default="cache,steps,predict", help="which measurements, comma-separated")
     args = ap.parse_args()
     import torch
 
@@ -147,11 +148,15 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}, weights {args.weights}, ViT input {args.size} px")
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         path = write_demos(Path(tmp) / "demos.hdf5", n_demos=args.demos, T=args.frames, size=128)
-        bench_cache(args, path)
-        bench_steps(args, path)
-    bench_predict(args)
+        if "cache" in parts:
+            bench_cache(args, path)
+        if "steps" in parts:
+            bench_steps(args, path)
+    if "predict" in parts:
+        bench_predict(args)
 
 
 if __name__ == "__main__":
