@@ -57,6 +57,17 @@ def wrap(policy, train_ds, holdout_ds, log=print, dtype=None):
             CachedFeatures(holdout_ds, cache) if isinstance(holdout_ds, DemoDataset) else holdout_ds)
 
 
+def summary(dataset) -> dict | None:
+    """For the training summary: the cache a dataset reads (None: not cached), and the seconds its build took
+    in this call (0 when it was already there), since a build is paid inside the first policy's training."""
+    if not isinstance(dataset, CachedFeatures):
+        return None
+    cache = dataset.cache
+    return {"directory": str(cache.directory), "frames": cache.index["frames"],
+            "build_seconds": cache.built_seconds, "frames_per_second": round(cache.index["frames"] / cache.index["seconds"], 2)
+            if cache.index.get("seconds") else None}
+
+
 def frozen_digest(backbone) -> str:
     """sha256 over the backbone's frozen tensors (parameters that do not train, and buffers), by name."""
     h = hashlib.sha256()
@@ -70,8 +81,8 @@ def frozen_digest(backbone) -> str:
 class FeatureCache:
     """One built cache directory: its index and a lazily opened read-only memory map."""
 
-    def __init__(self, directory: Path, index: dict):
-        self.directory, self.index = Path(directory), index
+    def __init__(self, directory: Path, index: dict, built_seconds: float = 0.0):
+        self.directory, self.index, self.built_seconds = Path(directory), index, built_seconds
         self.shape, self.dtype = tuple(index["shape"]), np.dtype(index["dtype"])
         self._map, self._pid = None, None
 
@@ -95,7 +106,8 @@ class FeatureCache:
             if directory.exists():
                 log(f"feature cache {directory.name}: rebuilding ({problem})")
             _remove_stale(root, identity)
-            return cls(directory, _build(policy, dataset, directory, parts, log, np.dtype(dtype)))
+            index = _build(policy, dataset, directory, parts, log, np.dtype(dtype))
+            return cls(directory, index, index["seconds"])
 
     def demo_offset(self, name: str) -> int:
         return int(self.index["demos"][name]["offset"])

@@ -481,6 +481,7 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
     # after init_from / resume set the weights: a frozen backbone part's features come from its cache
     if cache_features:
         train_ds, holdout_ds = feature_cache.wrap(policy, train_ds, holdout_ds, log)
+        meta["feature_cache"] = feature_cache.summary(train_ds)
 
     dtype = amp_dtype(tcfg.amp, policy.device)
     loop = LoopStep(policy, objective, optimizer, tcfg, dtype)
@@ -563,7 +564,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
                "holdout_demos": len(demos.get("holdout", [])) if demos else 0,
                "final_loss": state["last"]["loss"], "eval": row, "weights": policy.weights_info,
                "checkpoint": str(out_dir),
-               "init_from": _short_report(meta.get("init_from"))}
+               "init_from": _short_report(meta.get("init_from")), "feature_cache": meta.get("feature_cache")}
     train_state = {"optimizer": optimizer.state_dict(), "step": step, "elapsed": budget.elapsed,
                    "epoch": state["data"].epoch, "rng": torch.get_rng_state()}
     write_checkpoint(out_dir, step, policy.state_dict(), train_state,

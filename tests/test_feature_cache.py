@@ -9,6 +9,7 @@ import pytest
 import timm  # noqa: F401  (before anything loads LIBERO: importing triton after it segfaults)
 import torch
 
+from pxp.core import io
 from pxp.core.spec import TrainConfig
 from pxp.experiment import feature_cache
 from pxp.experiment.data import DemoDataset
@@ -89,6 +90,9 @@ def test_the_runner_path_builds_once_shares_and_rebuilds_what_does_not_verify(ct
     train_policy("act", spec(ACT), ctx)  # the same frozen backbone (same seed, same init): the same cache
     builds = [m for m in ctx.messages if m.startswith("feature cache:")]
     assert len(builds) == 1 and "20 frames" in builds[0]
+    first, second = (io.read_json(ctx.checkpoint_dir(p) / "checkpoint.json")["summary"]["feature_cache"] for p in ("para", "act"))
+    assert first["frames"] == second["frames"] == 20 and first["directory"] == second["directory"]
+    assert first["build_seconds"] > 0 and second["build_seconds"] == 0  # the first policy paid for the build
     (directory,) = cache_dirs(ctx)
     data = directory / "features.bin"
     blob = bytearray(data.read_bytes())
