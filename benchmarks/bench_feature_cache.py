@@ -157,6 +157,9 @@ def main():
             bench_steps(args, path)
     if "predict" in parts:
         bench_predict(args)
+    import resource
+
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 if __name__ == "__main__":
