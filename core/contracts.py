@@ -30,7 +30,13 @@ class Backbone(Protocol):
     """Images → features. ``factory(config)``.
 
     ``forward(images (B, 3, S, S) normalised) -> (feature_map (B, C, h, w), cls (B, C))`` with
-    ``C == embed_dim``; ``weights_info`` says where the weights came from (``{"source": ...}``)."""
+    ``C == embed_dim``; ``weights_info`` says where the weights came from (``{"source": ...}``).
+
+    Optional, for training from cached features when a leading part is frozen (pxp.experiment.feature_cache):
+    ``frozen_key() -> dict | None`` (what the frozen part computes; None: nothing frozen),
+    ``frozen_features(images) -> Tensor (B, ...)`` (the frozen part alone: no parameter in it trains) and
+    ``from_frozen(features) -> (feature_map, cls)`` (the rest), so that
+    ``forward(x) == from_frozen(frozen_features(x))``."""
 
     embed_dim: int
     patch_size: int

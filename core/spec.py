@@ -232,8 +232,14 @@ def replicate_index(spec) -> dict[str, tuple[str, int]]:
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    """``a.b.c`` = value; a ``*`` part sets it in every entry at that level (``policies.*.backbone.weights``)."""
     *parents, leaf = dotted.split(".")
-    for p in parents:
+    for i, p in enumerate(parents):
+        if p == "*":
+            for child in d.values():
+                if isinstance(child, dict):
+                    _set_dotted(child, ".".join([*parents[i + 1:], leaf]), value)
+            return
         d = d.setdefault(p, {})
     d[leaf] = value
 
@@ -241,7 +247,8 @@ def _set_dotted(d: dict, dotted: str, value: Any) -> None:
 # ---------------------------------------------------------------- loading and checking
 
 def apply_overrides(raw: dict, sets=()) -> dict:
-    """Apply ``a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a raw spec dict (modified, and returned)."""
+    """Apply ``a.b.c=VALUE`` overrides (VALUE parsed as YAML; ``*`` matches every entry of a level) to a raw
+    spec dict (modified, and returned)."""
     for item in sets or ():
         key, sep, value = item.partition("=")
         if not sep:

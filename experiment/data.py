@@ -539,12 +539,16 @@ class DemoDataset:
         return np.minimum(t + self.stride * np.arange(1, self.horizon + 1), last)
 
     def __getitem__(self, index: int) -> dict:
+        d, t = self.locate(index)
+        return {"image": normalize_image(self._image(d, t)), **self.low_dim(index)}
+
+    def low_dim(self, index: int) -> dict:
+        """The sample without its image (what a head trained on cached backbone features reads)."""
         import torch
 
         d, t = self.locate(index)
         low, fut = self._low[d], self.future_frames(d, t)
-        sample = {"image": normalize_image(self._image(d, t)),
-                  "eef_pos": low["eef_pos"][t], "eef_pixel": low["eef_pixel"][t], "gripper": low["gripper"][t],
+        sample = {"eef_pos": low["eef_pos"][t], "eef_pixel": low["eef_pixel"][t], "gripper": low["gripper"][t],
                   "target_pos": low["eef_pos"][fut], "target_pixel": low["eef_pixel"][fut],
                   "target_gripper": low["grip_cmd"][fut], "K": low["K"], "extrinsics": low["extrinsics"]}
         return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in sample.items()}

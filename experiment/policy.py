@@ -34,9 +34,16 @@ class CheckpointError(PxpError):
     """No complete, verified checkpoint where one was expected."""
 
 
+def image_hw(batch: dict) -> tuple[int, int]:
+    """The batch's frame size: its images', or ``image_hw`` where cached features replace them."""
+    if "image" in batch:
+        return tuple(batch["image"].shape[-2:])
+    return tuple(int(v) for v in batch["image_hw"][0])
+
+
 def image_uv(batch: dict, key: str):
     """Pixels ``batch[key]`` (..., 2) in the batch image's frame → normalised [0, 1] (u / W, v / H)."""
-    H, W = batch["image"].shape[-2:]
+    H, W = image_hw(batch)
     px = batch[key].float()
     return px / px.new_tensor([W, H])
 
@@ -62,14 +69,18 @@ class Policy:
     def weights_info(self) -> dict:
         return dict(getattr(self.backbone, "weights_info", {"source": "unknown"}))
 
-    def _inputs(self, batch: dict, teacher: bool):
+    def backbone_input(self, x):
+        """Normalised images at the backbone's size (the resize training, inference and the feature cache share)."""
         import torch.nn.functional as F
 
-        x = batch["image"]
         size = int(self.backbone.image_size)
         if tuple(x.shape[-2:]) != (size, size):
-            # Normalised pixel coordinates below make the resize invisible to heads and cameras.
+            # Normalised pixel coordinates make the resize invisible to heads and cameras.
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def _inputs(self, batch: dict, teacher: bool):
+        x = self.backbone_input(batch["image"]) if "image" in batch else None
         cond = {"eef_uv": image_uv(batch, "eef_pixel"), "eef_pos": batch["eef_pos"].float(),
                 "gripper": batch["gripper"].float()}
         if teacher:
@@ -80,7 +91,10 @@ class Policy:
         """Head outputs for a batch already on the device. ``teacher``: condition on ground truth
         where a head can (PARA reads the gripper at the true target pixel)."""
         x, cond = self._inputs(batch, teacher)
-        fmap, cls = self.net["backbone"](x)
+        if x is None:  # cached features of the backbone's frozen part (pxp.experiment.feature_cache)
+            fmap, cls = self.net["backbone"].from_frozen(batch["features"])
+        else:
+            fmap, cls = self.net["backbone"](x)
         return self.net["head"](fmap, cls, cond)
 
     __call__ = forward

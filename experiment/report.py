@@ -421,8 +421,20 @@ def _weights_text(result: dict, backbone: dict) -> str:
     info = result.get("weights") or result.get("weights_info") or result.get("backbone_weights")
     if isinstance(info, dict):
         src = info.get("source", "?")
-        return src if src == "random init" else f"{src} (sha256 {str(info.get('sha256', '?'))[:12]})"
+        if src == "random init":
+            return src
+        origin = f"; {info['origin']}, from {info.get('converted_from')} sha256 {info.get('source_sha256')}" \
+            if info.get("origin") else ""
+        return f"{src} (sha256 {str(info.get('sha256', '?'))[:12]}{origin})"
     return "random init" if not backbone.get("weights") else str(backbone["weights"])
+
+
+def _all_weights(manifest: dict, spec: dict) -> str:
+    """Every distinct backbone weights line of the run's policies (source, sha256, origin when imported)."""
+    units = (manifest.get("units") or {}).get("training") or {}
+    texts = {_weights_text((units.get(p) or {}).get("result") or {}, pcfg.get("backbone") or {})
+             for p, pcfg in (spec.get("policies") or {}).items()}
+    return "; ".join(sorted(texts)) or "?"
 
 
 class ProvenanceSection:
@@ -437,5 +449,5 @@ class ProvenanceSection:
             ["pxp", manifest.get("pxp", "?")], ["commit", commit], ["device", manifest.get("device", "?")],
             ["cpu", manifest.get("cpu", "?")], ["seed", spec.get("seed")], ["episodes evaluated", len(report.episodes)], ["libraries", libs],
             ["plugins", ", ".join(f"{p['name']} ({p['distribution']} {p['version']})" for p in manifest.get("plugins", []))],
-            ["created", manifest.get("created", "?")],
+            ["backbone weights", _all_weights(manifest, spec)], ["created", manifest.get("created", "?")],
         ])

@@ -17,7 +17,8 @@ import numpy as np
 from pxp.core import io
 from pxp.core.camera import Camera
 from pxp.core.errors import PxpError
-from .policy import CheckpointError, Policy, build_policy, read_checkpoint, read_marker, write_checkpoint
+from . import feature_cache
+from .policy import CheckpointError, Policy, build_policy, image_hw, read_checkpoint, read_marker, write_checkpoint
 
 LOG_EVERY = 10  # steps between train-metric lines (and NaN checks: one host sync per interval)
 EVAL_SAMPLES = 256  # held-out samples per evaluation (evenly spaced, the same every time)
@@ -278,7 +279,7 @@ class Batches:
 
 
 def batch_cameras(batch: dict) -> list[Camera]:
-    H, W = batch["image"].shape[-2:]
+    H, W = image_hw(batch)
     K, E = batch["K"].double().cpu().numpy(), batch["extrinsics"].double().cpu().numpy()
     return [Camera(k, e, int(W), int(H)) for k, e in zip(K, E)]
 
@@ -440,17 +441,21 @@ def flush_denormals(enabled: bool = True):
 
 
 def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log=print, progress=None,
-          init_from=None, meta: dict | None = None, description: str = "train", workspace=None) -> dict:
+          init_from=None, meta: dict | None = None, description: str = "train", workspace=None,
+          cache_features: bool = True) -> dict:
     """Train ``policy`` with ``objective`` until ``tcfg.steps`` / ``tcfg.minutes`` (resuming from a
     checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps.
-    ``workspace``: (low, high, source) box the head may use (see :func:`scene_workspace`, :func:`prepare_head`)."""
+    ``workspace``: (low, high, source) box the head may use (see :func:`scene_workspace`, :func:`prepare_head`).
+    ``cache_features``: a frozen backbone part's features come from :mod:`.feature_cache` (False: the part
+    runs at every step, the reference the cache is tested and benchmarked against)."""
     with flush_denormals(policy.device.type == "cpu"):
         return _train(policy, objective, train_ds, holdout_ds, tcfg, out_dir, log=log, progress=progress,
-                      init_from=init_from, meta=meta, description=description, workspace=workspace)
+                      init_from=init_from, meta=meta, description=description, workspace=workspace,
+                      cache_features=cache_features)
 
 
 def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log, progress, init_from, meta,
-           description, workspace) -> dict:
+           description, workspace, cache_features) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.jsonl"
@@ -473,6 +478,10 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
         log(f"learning rates: head {tcfg.lr:.2e}, backbone {tcfg.lr * scale:.2e} (×{scale:g}); no weight decay "
             "on biases, norms, position embeddings, class/register tokens")
     meta.update(policy=policy.config, weights_info=policy.weights_info, train=_dump(tcfg))
+    # after init_from / resume set the weights: a frozen backbone part's features come from its cache
+    if cache_features:
+        train_ds, holdout_ds = feature_cache.wrap(policy, train_ds, holdout_ds, log)
+        meta["feature_cache"] = feature_cache.summary(train_ds)
 
     dtype = amp_dtype(tcfg.amp, policy.device)
     loop = LoopStep(policy, objective, optimizer, tcfg, dtype)
@@ -555,7 +564,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
                "holdout_demos": len(demos.get("holdout", [])) if demos else 0,
                "final_loss": state["last"]["loss"], "eval": row, "weights": policy.weights_info,
                "checkpoint": str(out_dir),
-               "init_from": _short_report(meta.get("init_from"))}
+               "init_from": _short_report(meta.get("init_from")), "feature_cache": meta.get("feature_cache")}
     train_state = {"optimizer": optimizer.state_dict(), "step": step, "elapsed": budget.elapsed,
                    "epoch": state["data"].epoch, "rng": torch.get_rng_state()}
     write_checkpoint(out_dir, step, policy.state_dict(), train_state,

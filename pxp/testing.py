@@ -72,6 +72,13 @@ def check_backbone(registry: Registry, name: str, image_size: int = 64, batch: i
     assert cls.shape == (batch, model.embed_dim), f"CLS {tuple(cls.shape)}, expected {(batch, model.embed_dim)}"
     assert torch.isfinite(fmap).all() and torch.isfinite(cls).all(), "non-finite features"
     assert "source" in model.weights_info, "backbone.weights_info must say where the weights came from"
+    if callable(getattr(model, "frozen_key", None)) and model.frozen_key() is not None:  # cacheable: the split is exact
+        x = torch.randn(batch, 3, image_size, image_size)
+        with torch.no_grad():
+            split = model.from_frozen(model.frozen_features(x))
+            whole = model(x)
+        for a, b, what in zip(split, whole, ("feature map", "CLS")):
+            assert torch.allclose(a, b, atol=1e-5), f"from_frozen(frozen_features(x)) differs from forward(x) in its {what}"
     return model
 
 

@@ -18,7 +18,7 @@ def test_spec_validates(path):
     spec = load_spec(path)
     assert spec.name == path.stem
     for pol in spec.policies.values():
-        if pol.backbone.type == "dinov2":  # the seed's scale: ViT-S at 448 px, 10 minutes of training
+        if pol.backbone.type == "dinov2" and not path.stem.startswith("cpu_"):  # the seed's scale: ViT-S at 448 px, 10 min
             assert pol.backbone.image_size == 448 and pol.train.minutes in (5, 10)
 
 

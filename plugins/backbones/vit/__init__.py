@@ -4,7 +4,8 @@ trains on a CPU in minutes, for the quickstart and tests).
 
 ``weights:`` of ``dinov2``:
   ``timm``             timm's own pretrained weights (downloaded once into the HF cache; offline: read there)
-  a local file         Meta's .pth or a timm .safetensors (position embeddings are resampled)
+  a local file         Meta's .pth or a timm .safetensors (position embeddings are resampled); without
+                       internet, ``pxp vit import-onnx`` makes one from an ONNX export (``onnx_import``)
   ``hf-hub:<repo id>`` a repo in the local Hugging Face cache, read offline
   ``random``           random init, on purpose (every report says so)
 ``DinoV2Config.preflight()`` says, before any work starts, whether the weights can be had here; ``pxp
@@ -41,6 +42,13 @@ def pxp_register_backbones(register):
     register("dinov2", DinoV2Config, make_dinov2,
              summary="timm ViT (DINOv2/v3 names); timm, local-file or HF-cache weights, or weights: random")
     register("tiny_vit", TinyViTConfig, make_tiny_vit, summary="tiny timm ViT (random init) for CPU quickstart and tests")
+
+
+@hookimpl
+def pxp_register_commands(cli):
+    from pxp.plugins.backbones.vit.cli import vit_group
+
+    cli.add_command(vit_group)
 
 
 @hookimpl

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,25 +23,59 @@ def _import_timm():
 
 
 class ViTBackbone(nn.Module):
-    """Wraps a timm VisionTransformer: patch tokens → (B, C, h, w) map, token 0 → CLS."""
+    """Wraps a timm VisionTransformer: patch tokens → (B, C, h, w) map, token 0 → CLS.
 
-    def __init__(self, model: nn.Module, image_size: int, weights_info: dict):
+    With ``freeze: all`` or ``partial`` it offers its frozen leading part to the feature cache
+    (:mod:`pxp.experiment.feature_cache`): the tokens after the embeddings and the frozen blocks."""
+
+    def __init__(self, model: nn.Module, image_size: int, weights_info: dict, config: dict | None = None):
         super().__init__()
         self.model = model
         self.image_size = int(image_size)
         self.weights_info = weights_info
+        self.config = dict(config or {})
+        freeze = self.config.get("freeze", "none")
+        self.frozen_blocks = {"all": len(model.blocks), "partial": self.config.get("freeze_blocks", 0)}.get(freeze, 0)
+        self.frozen_norm = freeze == "all"  # the final norm is frozen (and cached) only when everything is
         self.embed_dim = int(model.embed_dim)
         self.patch_size = int(model.patch_embed.patch_size[0])
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}")
 
     def forward(self, x: torch.Tensor):
-        B, _, H, W = x.shape
         tokens = self.model.forward_features(x)  # (B, prefix + h*w, C), final norm applied
-        h, w = H // self.patch_size, W // self.patch_size
+        return self._split(tokens)
+
+    def _split(self, tokens: torch.Tensor):
         patches = tokens[:, self.model.num_prefix_tokens :]
-        fmap = patches.transpose(1, 2).reshape(B, self.embed_dim, h, w)
+        B, side = tokens.shape[0], math.isqrt(patches.shape[1])  # square inputs (the policy resizes to them)
+        fmap = patches.transpose(1, 2).reshape(B, self.embed_dim, side, side)
         return fmap, tokens[:, 0]
+
+    def frozen_key(self) -> dict | None:
+        """What the frozen part computes (None: nothing frozen); the cache adds a digest of its tensors."""
+        frozen = [self.model.patch_embed, self.model.norm_pre, *self.model.blocks[: self.frozen_blocks]]
+        if not self.frozen_blocks or any(p.requires_grad for part in frozen for p in part.parameters()):
+            return None
+        return {"config": self.config, "weights_sha256": self.weights_info.get("sha256"),
+                "image_size": self.image_size, "blocks": self.frozen_blocks, "norm": self.frozen_norm}
+
+    def frozen_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, prefix + h*w, C) after the embeddings and the frozen blocks (and the norm with ``freeze: all``)."""
+        m = self.model
+        t = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
+        for blk in m.blocks[: self.frozen_blocks]:
+            t = blk(t)
+        return m.norm(t) if self.frozen_norm else t
+
+    def from_frozen(self, tokens: torch.Tensor):
+        """The trainable rest on :meth:`frozen_features`' output: ``forward(x) == from_frozen(frozen_features(x))``."""
+        m = self.model
+        if not self.frozen_norm:
+            for blk in m.blocks[self.frozen_blocks :]:
+                tokens = blk(tokens)
+            tokens = m.norm(tokens)
+        return self._split(tokens)
 
 
 def apply_freeze(model: nn.Module, mode: str, blocks: int) -> None:
@@ -73,7 +109,7 @@ def build_dinov2(cfg) -> ViTBackbone:
         if path is not None:
             info["sha256"] = _weights._sha(path)
     apply_freeze(model, cfg.freeze, cfg.freeze_blocks)
-    return ViTBackbone(model, cfg.image_size, info)
+    return ViTBackbone(model, cfg.image_size, info, cfg.model_dump(mode="json"))
 
 
 def build_tiny_vit(cfg) -> ViTBackbone:
@@ -85,4 +121,4 @@ def build_tiny_vit(cfg) -> ViTBackbone:
         num_heads=cfg.num_heads, num_classes=0, dynamic_img_size=True,
     )
     apply_freeze(model, cfg.freeze, cfg.freeze_blocks)
-    return ViTBackbone(model, cfg.image_size, {"source": "random init"})
+    return ViTBackbone(model, cfg.image_size, {"source": "random init"}, cfg.model_dump(mode="json"))

@@ -107,9 +107,23 @@ def resolve(cfg) -> tuple[dict, dict]:
             info["sha256"] = _sha(path)
         return {"pretrained": True}, info
     path = Path(cfg.weights).expanduser() if kind == "file" else cached_file(hub_repo(cfg.weights))
+    info = {"source": str(path) if kind == "file" else f"hf-hub:{hub_repo(cfg.weights)}", "sha256": _sha(path)}
+    if kind == "file":
+        info.update(imported_from(path, info["sha256"]))
     # timm loads Meta's .pth and timm safetensors alike, dropping mask_token and resampling pos_embed.
-    return ({"pretrained": True, "pretrained_cfg_overlay": dict(file=str(path))},
-            {"source": str(path) if kind == "file" else f"hf-hub:{hub_repo(cfg.weights)}", "sha256": _sha(path)})
+    return {"pretrained": True, "pretrained_cfg_overlay": dict(file=str(path))}, info
+
+
+def imported_from(path, sha256: str) -> dict:
+    """``origin`` and ``source_sha256`` from the sidecar ``pxp vit import-onnx`` wrote, when it describes this
+    very file (a sidecar whose sha256 differs belongs to an older file and is ignored)."""
+    from pxp.plugins.backbones.vit.onnx_import import read_sidecar
+
+    record = read_sidecar(path) or {}
+    if record.get("sha256") != sha256:
+        return {}
+    return {"origin": record.get("origin"), "converted_from": record.get("source"),
+            "source_sha256": record.get("source_sha256")}
 
 
 def _sha(path) -> str:
