@@ -202,7 +202,7 @@ def doctor(quick, as_json):
 
 
 def _print_doctor(result: dict) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)
     if not result["checks"]:
         console.print("no installed plugin has drift checks")
     for check in result["checks"]:
