@@ -207,7 +207,8 @@ class Runner:
         drift = None
         if set(stages) & {"datasets", "evaluation"}:
             check_gl_backend()  # once here, not as one failed episode per task
-            drift = doctor.preflight(self.registry, self.spec.scene.type, self.console.log)  # recorded, never fatal
+            if ("datasets" in stages and self.spec.datasets) or ("evaluation" in stages and self.spec.evaluations):
+                drift = doctor.preflight(self.registry, self.spec.scene.type, self.console.log)  # recorded, never fatal
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = make_executor(self.executor_name, self._address)
