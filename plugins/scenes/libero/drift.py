@@ -167,13 +167,22 @@ class SceneDriftCheck:
         self.golden = Path(golden)
 
     def environment(self) -> dict:
-        return {**environment(), "golden": _sha256(self.golden)}
+        """What a kept result depends on: versions, GL backend, the goldens, and this plugin's own code."""
+        from pxp.core.plugin_code import source_hash
+
+        return {**environment(), "golden": _sha256(self.golden), "scene_code": source_hash(Path(__file__).parent)}
 
     def run(self, quick: bool = False) -> dict:
         if not self.golden.exists():
             return {"failures": [f"no golden references at {self.golden}; make them with "
                                  f"scripts/make_drift_goldens.py"], "notes": []}
-        return compare(measure(quick), load_golden(self.golden))
+        try:
+            measured = measure(quick)
+        except Exception as exc:  # e.g. a GL backend that cannot render here: say which
+            gl = os.environ.get("MUJOCO_GL") or "(unset)"
+            return {"failures": [f"the scene could not be built or rendered with MUJOCO_GL={gl}: "
+                                 f"{type(exc).__name__}: {exc}".splitlines()[0]], "notes": [], "environment": environment()}
+        return compare(measured, load_golden(self.golden))
 
 
 def _sha256(path: Path) -> str | None:
