@@ -51,6 +51,7 @@ def plugin_source(tmp_path, monkeypatch):
     src = tmp_path / "src"
     (src / "edited_plugin").mkdir(parents=True)
     monkeypatch.syspath_prepend(str(src))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a reload within the same second reads the new source
     yield src / "edited_plugin" / "__init__.py"
     sys.modules.pop("edited_plugin", None)
     set_registry(None)
@@ -86,8 +87,8 @@ def test_editing_a_plugin_recomputes_only_the_units_that_use_it(plugin_source, t
     assert again["units"]["datasets"]["d"]["finished"] == first["units"]["datasets"]["d"]["finished"]
     assert core_plugins.CALLS == []
 
-    edited_run = run(registry_with(plugin_source, "two"), run_dir)  # the author edits the plugin
-    assert (run_dir / "data" / "d.hdf5").read_text() == "two", "the edited plugin's unit is recomputed"
+    edited_run = run(registry_with(plugin_source, "edited"), run_dir)  # the author edits the plugin
+    assert (run_dir / "data" / "d.hdf5").read_text() == "edited", "the edited plugin's unit is recomputed"
     assert edited_run["units"]["datasets"]["d"]["hash"] != first["units"]["datasets"]["d"]["hash"]
     assert core_plugins.CALLS == [], "the evaluation does not use the edited plugin: still cached"
 
@@ -100,8 +101,14 @@ def test_builtin_plugins_enter_by_name_and_version_only():
     assert {r["distribution"] for r in (plugin_code(load_registry(strict=True), "libero_scene"),)} == {"pxp"}
 
 
-def test_working_tree_detection_on_real_distributions():
+def test_working_tree_detection_on_real_distributions(tmp_path, monkeypatch):
     import pluggy
 
     assert not is_editable("pluggy") and in_site_packages(pluggy.__file__.rsplit("/", 1)[0])
-    assert not is_editable("no-such-distribution")
+    assert not is_editable("no-such-distribution") and not in_site_packages(tmp_path)
+    info = tmp_path / "editable_demo-1.0.dist-info"  # what `pip install -e` leaves (PEP 610)
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: editable-demo\nVersion: 1.0\n")
+    (info / "direct_url.json").write_text(json.dumps({"url": "file:///src/editable-demo", "dir_info": {"editable": True}}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert is_editable("editable-demo")
