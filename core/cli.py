@@ -192,6 +192,38 @@ def eval_(run_dir, episodes, sets, workers, device):
     click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 
+@cli.command()
+@click.option("--quick", is_flag=True, help="The short form every `pxp run` does (seconds), not the full check.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(quick, as_json):
+    """Check this machine against the plugins' golden references (physics, pixels, versions); exit 1 on drift."""
+    from .doctor import run_checks
+
+    result = run_checks(get_registry(), quick=quick)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_doctor(result)
+    if not result["ok"]:
+        sys.exit(1)
+
+
+def _print_doctor(result: dict) -> None:
+    console = Console(soft_wrap=True)
+    if not result["checks"]:
+        console.print("no installed plugin has drift checks")
+    for check in result["checks"]:
+        verdict = "[green]ok[/]" if check["ok"] else "[bold red]FAILED[/]"
+        console.print(f"{check['name']} (plugin {check['plugin']}, {check['seconds']:.0f} s): {verdict}", highlight=False)
+        for line in check["failures"]:
+            console.print(f"  [red]differs:[/] {line}", highlight=False)
+        for line in check.get("notes", []):
+            console.print(f"  [yellow]note:[/] {line}", highlight=False)
+        for key, value in (check.get("environment") or {}).items():  # what the check measured with
+            shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+            console.print(f"  [dim]{key}: {shown}[/]", highlight=False)
+
+
 def floats(text: str) -> tuple:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())

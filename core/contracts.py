@@ -222,6 +222,25 @@ class Scene(Protocol):
 
 
 @runtime_checkable
+class DriftCheck(Protocol):
+    """Compares this machine with references committed beside a plugin (hook ``pxp_drift_checks``).
+
+    ``name`` names it in ``pxp doctor`` and the report; ``scene`` is the scene type it guards (``pxp run``
+    runs the quick checks of its spec's scene; None: every run). ``environment()`` is a cheap JSON dict of
+    what a result depends on (library versions, GL backend, the references' hash): a quick result is reused
+    on this host while it is unchanged. ``run(quick) -> dict`` has ``failures`` (one line each, naming what
+    differs beyond tolerance: a state error, an image error) and ``notes`` (how this machine differs from
+    the references' one: versions, GL backend, renderer); its other keys are recorded as they are."""
+
+    name: str
+    scene: str | None
+
+    def environment(self) -> dict: ...
+
+    def run(self, quick: bool = False) -> dict: ...
+
+
+@runtime_checkable
 class DatasetGenerator(Protocol):
     """Writes a demonstration dataset. ``factory(config)``; ``generate(path, ctx) -> summary dict`` (resumable:
     a ``<path>.partial`` is kept until complete); optional ``verify(path) -> None | why the file is unusable``."""

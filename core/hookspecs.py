@@ -54,3 +54,8 @@ def pxp_report_sections(report):
 @hookspec
 def pxp_library_names():
     """Return names of distributions whose versions every run's manifest records."""
+
+
+@hookspec
+def pxp_drift_checks():
+    """Return drift checks (:class:`pxp.core.contracts.DriftCheck`) comparing this machine with committed references."""

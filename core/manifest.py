@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import io
 from .errors import PxpError
+from .plugin_code import plugin_code
 
 LIBRARIES = ("numpy", "h5py", "pydantic", "pluggy")  # the framework's own; plugins name theirs
 
@@ -60,7 +61,8 @@ def git_commit(path: Path) -> str | None:
     return res.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = None) -> Path:
+def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = None, drift: dict | None = None) -> Path:
+    """``drift``: this run's drift preflight (:mod:`pxp.core.doctor`); None keeps the one recorded before."""
     from pxp import __version__
 
     path = Path(run_dir) / "manifest.json"
@@ -79,9 +81,10 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
         "smoke": bool(getattr(spec, "smoke", False)),
         "git_commit": {"pxp": git_commit(source_dir), "cwd": git_commit(Path.cwd())},
         "libraries": library_versions(registry),
-        "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version} for p in registry.plugins],
+        "plugins": [plugin_code(registry, p.name) for p in registry.plugins],  # + source hash from a working tree
         "plugin_failures": [f.__dict__ for f in registry.failures],
         "units": units if units is not None else previous.get("units", {}),
+        "drift": drift if drift is not None else previous.get("drift"),
     }
     io.write_json(path, data)
     return path

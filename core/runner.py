@@ -23,11 +23,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import io, manifest, pool
+from . import doctor, io, manifest, pool
 from .errors import PxpError, SpecError
 from .executors import EXECUTORS, make_executor
 from .lock import run_lock
 from .results import collect_results
+from .plugin_code import CodeKeys
 from .plugins import Registry, get_registry
 from .spec import (apply_overrides, dump_spec, parse_yaml, referenced_policies, resolve_policy_names, scene_config,
                    validate_spec)
@@ -113,15 +114,18 @@ class UnitCache:
     def get(self, stage: str, name: str) -> dict | None:
         return io.read_json(self._path(stage, name))
 
-    def start(self, stage: str, name: str, digest: str) -> None:
-        io.write_json(self._path(stage, name), {"hash": digest, "status": "started", "started": time.time()})
+    def start(self, stage: str, name: str, digest: str, code=()) -> None:
+        io.write_json(self._path(stage, name), {"hash": digest, "status": "started", "started": time.time(),
+                                                "code": list(code)})
 
-    def finish(self, stage: str, name: str, digest: str, result: dict) -> None:
-        io.write_json(self._path(stage, name), {"hash": digest, "status": "done", "finished": time.time(), "result": result})
+    def finish(self, stage: str, name: str, digest: str, result: dict, code=()) -> None:
+        io.write_json(self._path(stage, name), {"hash": digest, "status": "done", "finished": time.time(), "result": result,
+                                                "code": list(code)})
 
-    def fail(self, stage: str, name: str, digest: str, result: dict) -> None:
+    def fail(self, stage: str, name: str, digest: str, result: dict, code=()) -> None:
         """Finished with failures: never taken for done, so the next run retries what failed."""
-        io.write_json(self._path(stage, name), {"hash": digest, "status": "failed", "finished": time.time(), "result": result})
+        io.write_json(self._path(stage, name), {"hash": digest, "status": "failed", "finished": time.time(), "result": result,
+                                                "code": list(code)})
 
 
 def _remove(paths) -> None:
@@ -146,25 +150,41 @@ class Runner:
         self._device, self._workers = device, workers
         self.executor_name, self._address = resolve_executor(executor, spec), address
         self.hashes: dict[tuple[str, str], str] = {}
+        self._code_keys = CodeKeys(self.registry)
         self.results: dict[str, dict] = {"datasets": {}, "training": {}, "evaluation": {}}
 
-    # -- hashes: a unit's hash covers its config and the hashes of what it consumes
+    # -- hashes: a unit's hash covers its config, the code of its plugins and the hashes of what it consumes
     def dataset_hash(self, name: str) -> str:
         cfg = self.spec.datasets[name]
-        return config_key("dataset", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), *self._smoke)
+        scene = scene_config(self.spec, getattr(cfg, "scene", None))
+        return config_key("dataset", cfg, scene, *self._smoke, self.unit_code("datasets", name))
 
     def policy_hash(self, name: str) -> str:
         if name.startswith(BUILTIN):
             return name
         pol = self.spec.policies[name]
         init = self.policy_hash(pol.init_from) if pol.init_from in self.spec.policies else pol.init_from
-        return config_key("policy", pol, self.dataset_hash(pol.dataset), init, self.spec.seed, *self._smoke)
+        return config_key("policy", pol, self.dataset_hash(pol.dataset), init, self.spec.seed, *self._smoke,
+                          self.unit_code("training", name))
 
     def evaluation_hash(self, name: str) -> str:
         cfg = self.spec.evaluations[name]
         pols = [self.policy_hash(p) for p in resolve_policy_names(self.spec, referenced_policies(cfg))]
         return config_key("evaluation", cfg, scene_config(self.spec, getattr(cfg, "scene", None)), pols, self.spec.seed,
-                          *self._smoke)
+                          *self._smoke, self.unit_code("evaluation", name))
+
+    def unit_code(self, stage: str, name: str) -> list[dict]:
+        """The plugins a unit runs (name, distribution, version, source hash from a working tree)."""
+        if stage == "datasets":
+            cfg = self.spec.datasets[name]
+            parts = [("datasets", cfg), ("scenes", scene_config(self.spec, getattr(cfg, "scene", None)))]
+        elif stage == "training":
+            pol = self.spec.policies[name]
+            parts = [("backbones", pol.backbone), ("heads", pol.head), ("objectives", pol.objective)]
+        else:
+            cfg = self.spec.evaluations[name]
+            parts = [("evaluators", cfg), ("scenes", scene_config(self.spec, getattr(cfg, "scene", None)))]
+        return self._code_keys.of(*parts)
 
     @property
     def _smoke(self) -> tuple:
@@ -184,8 +204,11 @@ class Runner:
     def _run(self, stages) -> None:
         if "evaluation" in stages and "training" not in stages:  # the checkpoints on disk are what gets evaluated
             _check_checkpoints_match(self.spec, self.run_dir, f"spec {self.spec.name!r}")
+        drift = None
         if set(stages) & {"datasets", "evaluation"}:
             check_gl_backend()  # once here, not as one failed episode per task
+            if ("datasets" in stages and self.spec.datasets) or ("evaluation" in stages and self.spec.evaluations):
+                drift = doctor.preflight(self.registry, self.spec.scene.type, self.console.log)  # recorded, never fatal
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = make_executor(self.executor_name, self._address)
@@ -193,11 +216,12 @@ class Runner:
             with self._progress() as progress, pool.using_executor(executor), pool.keep_inline_cache():
                 ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers,
                                    executor)
-                manifest.write(self.run_dir, self.spec, self.registry, device=device)
+                manifest.write(self.run_dir, self.spec, self.registry, device=device, drift=drift)
                 for stage in STAGES:
                     if stage in stages:
                         getattr(self, f"_stage_{stage}")(ctx)
-                        manifest.write(self.run_dir, self.spec, self.registry, device=device, units=self._unit_records())
+                        manifest.write(self.run_dir, self.spec, self.registry, device=device, units=self._unit_records(),
+                                       drift=drift)
         finally:
             if executor is not None:
                 executor.close()
@@ -232,16 +256,17 @@ class Runner:
             self.console.log(f"{stage}: retrying what failed in {name} ({_failure_text(marker)})")
         elif marker:
             self.console.log(f"{stage}: resuming {name}")
-        self.cache.start(stage, name, digest)
+        code = self.unit_code(stage, name)  # recorded in the marker, so the manifest says what code made it
+        self.cache.start(stage, name, digest, code)
         ctx.unit = name
         t0 = time.time()
         result = dict(work() or {})
         result.setdefault("seconds", round(time.time() - t0, 2))
         if result.get("errors"):
-            self.cache.fail(stage, name, digest, result)
+            self.cache.fail(stage, name, digest, result, code)
             self.console.log(f"[red]{stage}: {name}: {_failure_text({'result': result})}; not cached as done[/red]")
         else:
-            self.cache.finish(stage, name, digest, result)
+            self.cache.finish(stage, name, digest, result, code)
             self.console.log(f"{stage}: {name} done in {result['seconds']:.1f}s")
         return result
 

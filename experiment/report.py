@@ -28,6 +28,15 @@ SMOKE_BANNER = ("SMOKE RUN (pxp run --smoke): every size shrunk (64 px images, t
                 "cells, steps and episodes). It shows that every stage runs; its numbers mean nothing.")
 
 
+
+def drift_banner(drift: dict) -> str:
+    """The loud line of a failed drift preflight: this machine does not reproduce the references."""
+    from pxp.core.doctor import BANNER, summary
+
+    return (f"{BANNER.upper()}: this machine does not reproduce the scene's golden references, so its results may "
+            f"not be comparable with results measured elsewhere. {summary(drift)}. Run `pxp doctor` for details.")
+
+
 # ---------------------------------------------------------------- blocks → markdown / html
 
 class Doc:
@@ -225,6 +234,9 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     doc = Doc()
     if report.spec.get("smoke") or report.manifest.get("smoke"):
         doc.banner(SMOKE_BANNER)
+    drift = report.manifest.get("drift") or {}
+    if drift and not drift.get("ok", True):
+        doc.banner(drift_banner(drift))
     title = report.settings.get("title") or f"pxp report — {report.spec['name']}"
     doc.h(1, title)
     if report.spec.get("description"):
@@ -437,6 +449,14 @@ def _all_weights(manifest: dict, spec: dict) -> str:
     return "; ".join(sorted(texts)) or "?"
 
 
+def _drift_text(drift: dict | None) -> str:
+    if not drift:
+        return "not run"
+    names = ", ".join(c["name"] for c in drift.get("checks", []))
+    verdict = "passed" if drift.get("ok") else "FAILED"
+    return f"{verdict} ({names}; quick, {drift.get('checked', '?')} on {drift.get('host', '?')})"
+
+
 class ProvenanceSection:
     title, order = "Provenance", 90
 
@@ -449,5 +469,6 @@ class ProvenanceSection:
             ["pxp", manifest.get("pxp", "?")], ["commit", commit], ["device", manifest.get("device", "?")],
             ["cpu", manifest.get("cpu", "?")], ["seed", spec.get("seed")], ["episodes evaluated", len(report.episodes)], ["libraries", libs],
             ["plugins", ", ".join(f"{p['name']} ({p['distribution']} {p['version']})" for p in manifest.get("plugins", []))],
-            ["backbone weights", _all_weights(manifest, spec)], ["created", manifest.get("created", "?")],
+            ["backbone weights", _all_weights(manifest, spec)], ["drift check", _drift_text(manifest.get("drift"))],
+            ["created", manifest.get("created", "?")],
         ])

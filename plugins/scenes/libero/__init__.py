@@ -4,7 +4,8 @@ Cheap to import: mujoco / robosuite / libero load only inside ``make_scene`` (``
 
 - ``config.py``: :class:`LiberoSceneConfig` and the measured layout (bowl, plate, table);
 - ``scene.py``: the scene (MuJoCo via LIBERO), ``expert.py``: the scripted expert,
-  ``bddl.py``: the task file, ``preview.py``: ``pxp scene preview``.
+  ``bddl.py``: the task file, ``preview.py``: ``pxp scene preview``;
+- ``drift.py`` + ``golden.json``: the drift check ``pxp doctor`` and every run's preflight compare against.
 """
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ def pxp_register_commands(cli):
     from pxp.plugins.scenes.libero.preview import scene_group
 
     cli.add_command(scene_group)
+
+
+@hookimpl
+def pxp_drift_checks():
+    from pxp.plugins.scenes.libero.drift import SceneDriftCheck
+
+    return [SceneDriftCheck()]
 
 
 @hookimpl
