@@ -291,3 +291,13 @@ class ReportSection(Protocol):
     order: int
 
     def render(self, report: Any, doc: Document) -> None: ...
+
+
+# ---------------------------------------------------------------- observing a run
+
+class RunLogger(Protocol):
+    """A run logger, switched on in a spec's ``loggers:`` (e.g. ``[{type: tensorboard}]``). ``factory(config)``
+    builds an observer whose ``@hookimpl`` methods implement any of the event hooks (``pxp_training_step``,
+    ``pxp_episode_done``, ``pxp_unit_done``, ``pxp_run_done`` in :mod:`pxp.core.hookspecs`); they are called
+    like an installed plugin's, each isolated (:mod:`pxp.core.events`). Optional ``close()`` runs when the run
+    ends, and in a worker when its training unit ends."""

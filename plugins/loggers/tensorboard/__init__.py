@@ -32,7 +32,10 @@ class TensorBoardConfig(BaseModel):
 
 
 def make_tensorboard_logger(config: TensorBoardConfig):
-    """``factory(config)``: an observer of the run's events (torch's SummaryWriter is imported on first use)."""
+    """``factory(config)``: an observer of the run's events. Built when the run (or a worker's training unit)
+    starts, so importing torch's SummaryWriter here costs no training budget (``train.minutes``)."""
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
     from pxp.plugins.loggers.tensorboard.logger import TensorBoardLogger
 
     return TensorBoardLogger(config)
