@@ -205,6 +205,33 @@ def test_training_in_a_worker_process_fires_its_steps_there(run, tmp_path):
     assert [s for s, _ in scalars(copy / "tensorboard" / "para")["train/loss"]] == [1, 10, 20]
 
 
+def test_failed_episodes_reach_the_observers_and_the_run_still_ends(observers, tmp_path):
+    """An evaluation whose episodes crash: each error is an episode event, the unit is "failed", and the run's
+    end is announced before the run stops with its error."""
+    from pxp.core.errors import PxpError
+
+    registry = plugin_registry(observers[0])
+    spec = validate_spec({"name": "crash", "scene": SPEC["scene"], "evaluations": {"c": {
+        "type": "position_split", "policies": ["builtin:crash"], "grid": [1, 2], "split": "all", "positions": 2,
+        "episodes_per_position": 1, "max_steps": 4}}}, registry)
+    with pytest.raises(PxpError, match="2 of 2 episodes failed"):
+        Runner(spec, tmp_path, registry=registry, workers=1, device="cpu", quiet=True).run(("evaluation",))
+    episodes = events_of(tmp_path, "episode")
+    assert len(episodes) == 2 and all(e["outcome"] is None and "builtin:crash" in e["error"] for e in episodes)
+    assert [(e["unit"], e["status"]) for e in events_of(tmp_path, "unit")] == [("c", "failed")]
+    assert events_of(tmp_path, "run")[0]["episodes"] == 2
+
+
+def test_the_example_event_log_package_passes_its_own_tests(tmp_path):
+    import subprocess
+
+    example = REPO / "examples" / "pxp-event-log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(example), *sys.path])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example / "tests")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # ---------------------------------------------------------------- RunEvents alone
 
 class Recorder:
