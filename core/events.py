@@ -12,6 +12,7 @@ as their results reach the driver, units and the run's end in the runner.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -74,14 +75,18 @@ class RunEvents:
         self._objects.append((name, logger))
 
     def fire(self, event: str, **kwargs) -> None:
-        """Call every observer of ``event`` with ``run`` and ``kwargs`` (each takes the arguments it names)."""
-        kwargs["run"] = self.run
-        for manager in self._managers:
-            for impl in reversed(getattr(manager.hook, event).get_hookimpls()):  # pluggy's order: last registered first
-                try:
-                    impl.function(*(kwargs[arg] for arg in impl.argnames))
-                except Exception as exc:
-                    self._report(impl.plugin_name, event, exc, manager is not self._loggers)
+        """Call every observer of ``event`` with ``run`` and ``kwargs`` (each takes the arguments it names).
+        Observers get a copy of the values: nothing they do changes what the run records."""
+        # pluggy's order within a manager: the last registered first
+        impls = [(m, impl) for m in self._managers for impl in reversed(getattr(m.hook, event).get_hookimpls())]
+        if not impls:
+            return
+        kwargs = {**copy.deepcopy(kwargs), "run": self.run}
+        for manager, impl in impls:
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception as exc:
+                self._report(impl.plugin_name, event, exc, manager is not self._loggers)
 
     def _report(self, plugin: str, event: str, exc: Exception, installed: bool) -> None:
         if plugin in self._failed:

@@ -262,6 +262,21 @@ def test_each_observer_is_isolated_and_reported_once():
                    "(its later failures are not reported); PXP_DISABLE_PLUGINS=raising turns the plugin off"]
 
 
+class Mutating:
+    @hookimpl
+    def pxp_episode_done(self, episode):
+        episode["outcome"] = "PLACE"
+        episode["diagnostics"]["first_failure"] = None
+
+
+def test_an_observer_cannot_change_what_the_run_records():
+    registry = load_registry(strict=True, disabled=set(), extra_plugins=[("mutating", Mutating())],
+                             use_entry_points=False)
+    episode = {"policy": "p", "outcome": "MISS", "diagnostics": {"first_failure": "missed"}}
+    RunEvents(registry, RunInfo(Path("/nonexistent"), {})).fire("pxp_episode_done", evaluation="e", episode=episode)
+    assert episode == {"policy": "p", "outcome": "MISS", "diagnostics": {"first_failure": "missed"}}
+
+
 def test_a_logger_that_cannot_start_is_reported_and_the_others_run():
     rec = Recorder()
     registry = load_registry(strict=True, disabled=set(), extra_plugins=[("recorder", rec)], use_entry_points=False)
