@@ -298,3 +298,10 @@ def test_loggers_are_validated_with_the_spec():
     assert problems["loggers.0.type"] == "unknown type 'wandb'; available: 'tensorboard'"
     assert "loggers.1.dir" in problems
     assert "TensorBoardConfig" in json.dumps(spec_json_schema(registry))
+
+
+def test_the_tensorboard_plugin_imports_light_and_its_config_round_trips():
+    from pxp.testing import check_config_roundtrip, check_light_import
+
+    check_light_import("pxp.plugins.loggers.tensorboard")
+    check_config_roundtrip(plugin_registry(), "loggers", "tensorboard", dir="tb")
