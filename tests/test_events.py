@@ -305,3 +305,16 @@ def test_the_tensorboard_plugin_imports_light_and_its_config_round_trips():
 
     check_light_import("pxp.plugins.loggers.tensorboard")
     check_config_roundtrip(plugin_registry(), "loggers", "tensorboard", dir="tb")
+
+
+def test_a_spec_asking_for_tensorboard_without_the_package_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from pxp.core.errors import SpecError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(SpecError) as err:
+        validate_spec(SPEC, plugin_registry())
+    ((path, message),) = err.value.problems
+    assert path == "loggers.0" and 'pip install "pxp[tensorboard]"' in message
