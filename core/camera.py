@@ -62,7 +62,8 @@ class Camera:
         return d_world / np.linalg.norm(d_world, axis=-1, keepdims=True)
 
     def unproject(self, pixels, height) -> np.ndarray:
-        """Where each pixel's ray meets the horizontal plane z = ``height`` (world), (..., 3)."""
+        """Where each pixel's ray meets the horizontal plane z = ``height`` (..., 3): ``pixels`` (..., 2) in this
+        camera's image (not a normalised uv), ``height`` a world z in metres (not a depth along the ray)."""
         d = self.ray(pixels)
         c = self.position
         h = np.asarray(height, dtype=float)

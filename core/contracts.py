@@ -67,11 +67,16 @@ class HeadSetup:
 class Head(Protocol):
     """Features → future targets. ``factory(config, backbone)``; reads ``backbone.embed_dim``.
 
-    - ``forward(feature_map, cls, cond) -> out``: ``cond`` holds ``eef_uv`` (B, 2) in [0, 1], ``eef_pos``
-      (B, 3), ``gripper`` (B,) and, when training with teacher forcing, ``target_uv`` (B, T, 2); ``out`` is
-      a dict of tensors whose layout the head's ``output_kind`` defines (it is what objectives receive).
-    - ``decode(out, cameras) -> {"xyz": (B, T, 3) world, "pixel": (B, T, 2) image px, "gripper": (B, T) in
-      [0, 1]}`` (numpy): what rollouts execute.
+    - ``forward(feature_map, cls, cond) -> out``: ``cond`` holds ``eef_uv`` (B, 2), ``eef_pos`` (B, 3) world
+      metres, ``gripper`` (B,) 0 open .. 1 closed and, when training with teacher forcing, ``target_uv``
+      (B, T, 2); ``out`` is a dict of tensors whose layout the head's ``output_kind`` defines (it is what
+      objectives receive). A ``uv`` is a pixel of the batch image divided by its size, ``(u / W, v / H)`` in
+      [0, 1], u along columns and v along rows from the top-left corner (pixel [row j, col i] has its
+      centre at ``((i + .5) / W, (j + .5) / H)``), so it survives the resize to the backbone's input.
+    - ``decode(out, cameras) -> {"xyz": (B, T, 3) world metres, "pixel": (B, T, 2), "gripper": (B, T) in
+      [0, 1]}`` (numpy): what rollouts execute; ``pixel`` is in the pixels of ``cameras[b]`` (its width and
+      height, the frame's image), and ``cameras[b].unproject(pixel, z)`` takes those pixels and a world
+      height z (metres), not a uv and not a depth.
     - optional ``prepare(setup: HeadSetup) -> dict | None``: one-time setup before training (e.g. a box to
       normalise to); the returned dict is recorded in the checkpoint marker.
     - optional ``transfer_tensor(name, tensor, source_head_config) -> tensor | None``: adapt a tensor of
@@ -93,10 +98,11 @@ class VolumeHead(Head, Protocol):
     grid and ``out["gripper_logits"]`` (B, T, 2). Objectives get class indices from the head's own layout:"""
 
     def volume_targets(self, target_uv: "torch.Tensor", target_z: "torch.Tensor") -> "torch.Tensor":
-        """(B, T) flat indices into the flattened (N, h, w) volume of the targets (uv in [0, 1], z in metres)."""
+        """(B, T) flat indices into the flattened (N, h, w) volume of the targets: ``target_uv`` (B, T, 2) as
+        in ``cond`` (the batch's ``target_pixel`` / (W, H)), ``target_z`` (B, T) world height in metres."""
 
     def pixel_targets(self, target_uv: "torch.Tensor") -> "torch.Tensor":
-        """(B, T) flat indices into the h × w pixel grid."""
+        """(B, T) flat indices into the h × w pixel grid of the targets (``target_uv`` as above)."""
 
 
 @runtime_checkable
@@ -130,16 +136,22 @@ class Objective(Protocol):
 class PredictionFigure(Protocol):
     """How a head's predictions are drawn in the report's prediction strips (one row per frame).
 
-    ``legend`` (one line) and ``title`` (e.g. the head family) label the strip; ``predict(policy, frame)``
-    returns what the panels need (at least ``pixel``: (T, 2) predicted pixels); ``panel(base, row, k, font)``
-    draws future step ``k`` over ``base`` (a PIL image of the frame, already resized) and returns it."""
+    ``legend`` (one line) and ``title`` (e.g. the head family) label the strip.
+    ``predict(policy, frame)`` returns what the panels need (at least ``pixel``: (T, 2) predicted pixels in
+    the frame's image); ``frame`` holds ``image`` (H, W, 3 uint8), ``camera`` (a Camera of that image),
+    ``eef_pos``, ``eef_pixel`` and ``gripper``, and ``policy.infer(image, state, camera) -> (out, decoded)``
+    gives the head's raw outputs and its decoded prediction for it. ``panel(base, row, k, font, scale)`` draws
+    future step ``k`` over ``base`` (a PIL image of the frame, resized to the panel) and returns a PIL image
+    of the same size: ``row`` is the frame merged with what ``predict`` returned, ``font`` a PIL font for
+    labels, and ``scale(uv) -> (x, y)`` turns a pixel of the frame's image into panel coordinates (None
+    stays None). :func:`pxp.testing.check_figure` draws a figure exactly this way."""
 
     legend: str
     title: str
 
     def predict(self, policy: Any, frame: dict) -> dict: ...
 
-    def panel(self, base: Any, row: dict, k: int, font: Any) -> Any: ...
+    def panel(self, base: Any, row: dict, k: int, font: Any, scale: Callable) -> Any: ...
 
 
 # ---------------------------------------------------------------- the world
@@ -304,3 +316,13 @@ class ReportSection(Protocol):
     order: int
 
     def render(self, report: Any, doc: Document) -> None: ...
+
+
+# ---------------------------------------------------------------- observing a run
+
+class RunLogger(Protocol):
+    """A run logger, switched on in a spec's ``loggers:`` (e.g. ``[{type: tensorboard}]``). ``factory(config)``
+    builds an observer whose ``@hookimpl`` methods implement any of the event hooks (``pxp_training_step``,
+    ``pxp_episode_done``, ``pxp_unit_done``, ``pxp_run_done`` in :mod:`pxp.core.hookspecs`); they are called
+    like an installed plugin's, each isolated (:mod:`pxp.core.events`). Optional ``close()`` runs when the run
+    ends, and in a worker when its training unit ends."""

@@ -27,7 +27,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, PxpError
 
-KINDS = ("scenes", "datasets", "backbones", "heads", "objectives", "evaluators")
+KINDS = ("scenes", "datasets", "backbones", "heads", "objectives", "evaluators", "loggers")
 GROUP = "pxp"
 
 

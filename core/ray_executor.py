@@ -22,6 +22,7 @@ checkpoint to resume from, and ships the checkpoint back. See docs/scaling.md.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
 import shutil
@@ -336,6 +337,7 @@ class TrainingUnit:
     payload: Any = None  # shipping: [ref] to {"data": bytes, "init": {..}, "resume": {..}}
     workspace: Any = None  # the scene's workspace box, resolved on the driver (the worker has no spec)
     plugins: Any = None  # the run's RegistryRecipe: the worker builds the policy with the same plugins
+    run: Any = None  # the run's RunInfo: the worker fires pxp_training_step to the same observers
 
 
 def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
@@ -351,7 +353,7 @@ def train_remotely(name: str, policy_cfg, ctx, executor: RayExecutor) -> dict:
 
     unit = TrainingUnit(name, policy_cfg, str(ctx.run_dir), str(ctx.device), run_token(ctx.run_dir), init,
                         ship=os.environ.get(SHIP_ENV) == "1", workspace=scene_workspace(policy_cfg, ctx),
-                        plugins=getattr(ctx.registry, "recipe", None))
+                        plugins=getattr(ctx.registry, "recipe", None), run=getattr(ctx.events, "run", None))
     out = _run_one(ex, unit)
     if out.get("needs_payload"):
         ctx.log(f"training: {name} runs on a node without the run directory: shipping its dataset and checkpoints")
@@ -402,8 +404,8 @@ def train_unit(unit: TrainingUnit) -> dict:
 
     shared = _reads_token(unit) and not unit.ship
     if shared:
-        return {"summary": train_policy(unit.name, unit.policy, _WorkerContext(Path(unit.run_dir), unit),
-                                        workspace=unit.workspace), "files": None}
+        with contextlib.closing(_WorkerContext(Path(unit.run_dir), unit)) as ctx:
+            return {"summary": train_policy(unit.name, unit.policy, ctx, workspace=unit.workspace), "files": None}
     if unit.payload is None:
         return {"needs_payload": True}
     import ray
@@ -417,7 +419,8 @@ def train_unit(unit: TrainingUnit) -> dict:
         init = write_dir(root / "init", payload["init"], commit=MARKER) if payload["init"] is not None else None
         if payload["resume"] is not None:
             write_dir(root / "checkpoints" / unit.name, payload["resume"], commit=MARKER)
-        summary = train_policy(unit.name, unit.policy, _WorkerContext(root, unit, init), workspace=unit.workspace)
+        with contextlib.closing(_WorkerContext(root, unit, init)) as ctx:
+            summary = train_policy(unit.name, unit.policy, ctx, workspace=unit.workspace)
         return {"summary": summary, "files": read_dir(root / "checkpoints" / unit.name)}
 
 
@@ -432,12 +435,18 @@ class _WorkerContext:
     """What train_policy reads from the runner's StageContext, rebuilt in the worker."""
 
     def __init__(self, root: Path, unit: TrainingUnit, init: Path | None = None):
+        from .events import RunEvents, RunInfo
         from .plugins import registry_from_recipe
 
         self.root, self.unit, self.device = root, unit, unit.device
         self.init = init if init is not None else (Path(unit.init_dir) if unit.init_dir else None)
         self.registry = registry_from_recipe(unit.plugins)
         self.create = self.registry.create
+        spec = unit.run.spec if unit.run is not None else {}
+        self.events = RunEvents(self.registry, RunInfo(root, spec), log=self.log)  # run.dir: where this node sees the run
+
+    def close(self) -> None:
+        self.events.close()
 
     def dataset_path(self, name: str) -> Path:
         return self.root / "data" / f"{name}.hdf5"
@@ -454,8 +463,6 @@ class _WorkerContext:
 
     @staticmethod
     def progress(description, total=None):
-        import contextlib
-
         class _Quiet:
             def advance(self, n=1):
                 pass

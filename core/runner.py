@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import doctor, io, manifest, pool
 from .errors import PxpError, SpecError
+from .events import RunEvents, RunInfo
 from .executors import EXECUTORS, make_executor
 from .lock import run_lock
 from .results import collect_results
@@ -55,13 +56,14 @@ class StageContext:
     """What the runner hands to plugins: paths, settings and progress for the current run."""
 
     def __init__(self, spec, run_dir: Path, registry: Registry, console: Console, progress: Progress | None,
-                 device: str = "cpu", workers: int | None = None, executor=None):
+                 device: str = "cpu", workers: int | None = None, executor=None, events: RunEvents | None = None):
         self.spec, self.run_dir, self.registry, self.console = spec, Path(run_dir), registry, console
         self.executor = executor  # None: the local process pool; a RayExecutor: a Ray cluster
         self._progress, self.device = progress, device
         self.workers = workers or spec.workers or os.cpu_count() or 1
         self.seed = spec.seed
         self.unit: str | None = None  # name of the dataset / policy / evaluation being run
+        self.events = events or RunEvents(registry, RunInfo.of(run_dir, spec), log=self.log)  # pxp.core.events
 
     def log(self, msg: str) -> None:
         self.console.log(msg)
@@ -212,17 +214,20 @@ class Runner:
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = make_executor(self.executor_name, self._address)
+        events = RunEvents(self.registry, RunInfo.of(self.run_dir, self.spec), log=self.console.log)
         try:
             with self._progress() as progress, pool.using_executor(executor), pool.keep_inline_cache():
                 ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers,
-                                   executor)
+                                   executor, events)
                 manifest.write(self.run_dir, self.spec, self.registry, device=device, drift=drift)
                 for stage in STAGES:
                     if stage in stages:
                         getattr(self, f"_stage_{stage}")(ctx)
                         manifest.write(self.run_dir, self.spec, self.registry, device=device, units=self._unit_records(),
                                        drift=drift)
+                events.fire("pxp_run_done", results=io.read_json(self.run_dir / "results.json"))
         finally:
+            events.close()
             if executor is not None:
                 executor.close()
 
@@ -247,7 +252,9 @@ class Runner:
             problem = verify() if verify else None
             if problem is None:
                 self.console.log(f"[dim]{stage}: {name} is up to date (cached {digest})[/dim]")
-                return marker.get("result", {})
+                result = marker.get("result", {})
+                ctx.events.fire("pxp_unit_done", stage=stage, unit=name, status="cached", result=result, seconds=0.0)
+                return result
             self.console.log(f"[yellow]{stage}: recomputing {name}: {problem}[/yellow]")
             _remove(stale)
         elif self.force or (marker and marker["hash"] != digest):
@@ -268,6 +275,8 @@ class Runner:
         else:
             self.cache.finish(stage, name, digest, result, code)
             self.console.log(f"{stage}: {name} done in {result['seconds']:.1f}s")
+        ctx.events.fire("pxp_unit_done", stage=stage, unit=name, status="failed" if result.get("errors") else "done",
+                        result=result, seconds=float(result["seconds"]))
         return result
 
     def _stage_datasets(self, ctx: StageContext) -> None:

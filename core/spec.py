@@ -108,6 +108,9 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         policies=(dict[Annotated[str, Field(pattern=NAME, max_length=NAME_MAX)], Policy], Field(default_factory=dict)),
         evaluations=(dict[Annotated[str, Field(pattern=NAME, max_length=NAME_MAX)], _union(models["evaluators"], "evaluator")], Field(default_factory=dict)),
         report=(ReportConfig, Field(default_factory=ReportConfig)),
+        loggers=(list[_union(models["loggers"], "logger")], Field(default_factory=list, description=(
+            "run loggers to switch on, e.g. [{type: tensorboard}]: they observe training steps, episodes and "
+            "units (docs/plugins.md, \"Observing a run\")"))),
         policy_groups=(dict[str, list[str]], Field(
             default_factory=dict, description="named groups of policies (sweeps fill this in); evaluations may name a group")),
         replicates=(int, Field(1, ge=1, description=(
@@ -272,7 +275,10 @@ def _loc_path(err: dict, raw: dict) -> list[str]:
         if isinstance(node, dict) and part not in node and node.get("type") == part:
             continue  # the union's tag, not a key the user wrote
         path.append(str(part))
-        node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list):  # a list of components (loggers): the index, then the item
+            node = node[part] if isinstance(part, int) and 0 <= part < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
     if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
         path.append("type")
     return path

@@ -139,7 +139,7 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
 
 def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progress=None,
                  journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2,
-                 setup_timeout: float | None = SETUP_TIMEOUT) -> list[dict]:
+                 setup_timeout: float | None = SETUP_TIMEOUT, on_episode=None) -> list[dict]:
     """Run tasks through the shared pool; a crash becomes an episode with ``error`` set.
 
     ``journal``: a JSONL file each finished episode is appended to as it arrives. Episodes already in
@@ -147,6 +147,7 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
     rerun retries exactly the failed ones. ``timeout`` (seconds per episode, counted once its scene and
     policy are loaded; loading may take ``setup_timeout``) and ``retries`` (runs after a worker died)
     follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
+    ``on_episode(episode)`` is called here, in the driver, as each episode's record arrives.
     Returns the episodes in task order.
     """
     tasks = list(tasks)
@@ -164,6 +165,8 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
         done[r.task.key] = ep
         if journal is not None:
             io.append_jsonl(journal, ep)
+        if on_episode is not None:
+            on_episode(ep)
     return [done[t.key] for t in tasks]
 
 
@@ -419,7 +422,8 @@ class Evaluator(abc.ABC):
             episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
                                     journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
                                     timeout=_time_limit(self.config),
-                                    retries=int(getattr(self.config, "episode_retries", 2)))
+                                    retries=int(getattr(self.config, "episode_retries", 2)),
+                                    on_episode=_episode_event(ctx, name))
         for ep in episodes:  # the report links videos relative to the run directory
             if ep.get("video"):
                 ep["video"] = _relative(ep["video"], ctx.run_dir)
@@ -472,6 +476,14 @@ class Evaluator(abc.ABC):
             seen[t.policy] = k + 1
             out.append(t)
         return out
+
+
+def _episode_event(ctx, name: str):
+    """``pxp_episode_done`` for evaluation ``name`` (None: the context has no events)."""
+    events = getattr(ctx, "events", None)
+    if events is None:
+        return None
+    return lambda ep: events.fire("pxp_episode_done", evaluation=name, episode=ep)
 
 
 def _recipe(ctx):

@@ -160,33 +160,36 @@ def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log
     ckpt = run_dir / "checkpoints" / pol
     policy = load_policy(ckpt, device=device, registry=registry)
     marker = read_marker(ckpt) or {}
-    figure = figure_of(policy)
     stride = int(policy.target_stride or 1)
-    rows = []
     try:
         train_frames = _train_frames(run_dir, spec["policies"][pol], marker, n_train, policy.horizon, stride)
     except Exception as exc:  # e.g. the dataset was deleted after training: keep the OOD rows
         log(f"heatmaps: {ev_name}/{pol}: no training frames ({type(exc).__name__}: {exc})")
         train_frames = []
-    for frame in train_frames:
-        rows.append({**frame, **figure.predict(policy, frame)})
     try:
         ood_frames = frames.get(eps, n_ood)
     except Exception as exc:  # no scene here: keep the training rows
         log(f"heatmaps: {ev_name}/{pol}: no OOD frames ({type(exc).__name__}: {exc})")
         ood_frames = []
-    for frame in ood_frames:
-        rows.append({**frame, **figure.predict(policy, frame)})
-    if not rows:
+    if not train_frames + ood_frames:
         log(f"heatmaps: {ev_name}/{pol}: no frames to draw")
         return None
-    title = f"{ev_name} - {pol} ({figure.title}, step {policy.step})"
-    legend = figure.legend + "; white ring: the demo's true future eef"
-    image = _compose(rows, policy.horizon, title, legend, figure)
+    image = draw_strip(policy, train_frames + ood_frames, f"{ev_name} - {pol} ({{title}}, step {policy.step})")
     path = run_dir / "plots" / f"{ev_name}_{pol}_heatmaps.png"
     with io.atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return path
+
+
+def draw_strip(policy, frames: list[dict], title: str = "{title}", figure=None):
+    """The strip of ``policy``'s predictions on ``frames`` (PIL image), drawn by the head's figure (or
+    ``figure``): a frame holds ``image`` (H, W, 3 uint8), ``camera``, ``eef_pos``, ``eef_pixel``, ``gripper``,
+    and ``kind``, ``label`` and ``truth`` (the true future pixels, or None). ``{title}`` in ``title`` becomes the
+    figure's title. :func:`pxp.testing.check_figure` draws through here, exactly as the report does."""
+    figure = figure or figure_of(policy)
+    rows = [{**frame, **figure.predict(policy, frame)} for frame in frames]
+    legend = figure.legend + "; white ring: the demo's true future eef"
+    return _compose(rows, policy.horizon, title.replace("{title}", figure.title), legend, figure)
 
 
 # ---------------------------------------------------------------- frames

@@ -22,6 +22,7 @@ from .policy import CheckpointError, Policy, build_policy, image_hw, read_checkp
 
 LOG_EVERY = 10  # steps between train-metric lines (and NaN checks: one host sync per interval)
 EVAL_SAMPLES = 256  # held-out samples per evaluation (evenly spaced, the same every time)
+METRICS_FILE = "metrics.jsonl"  # in the checkpoint directory: one row per logged step and per evaluation
 
 
 class TrainingDiverged(PxpError):
@@ -52,7 +53,15 @@ def train_policy(name: str, policy_cfg, ctx, workspace=None) -> dict:
     meta = {"name": name, "dataset": policy_cfg.dataset, "demos": split}
     return train(policy, objective, train_ds, hold_ds, tcfg, ctx.checkpoint_dir(name), log=ctx.log,
                  progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}",
-                 workspace=workspace or scene_workspace(policy_cfg, ctx))
+                 workspace=workspace or scene_workspace(policy_cfg, ctx), on_metrics=_step_event(ctx, name))
+
+
+def _step_event(ctx, name: str):
+    """``pxp_training_step`` for policy ``name``, fired here, where it trains (None: the context has no events)."""
+    events = getattr(ctx, "events", None)
+    if events is None:
+        return None
+    return lambda row: events.fire("pxp_training_step", policy=name, step=row["step"], metrics=row)
 
 
 def preflight(spec, source: str | None = None) -> None:
@@ -442,23 +451,24 @@ def flush_denormals(enabled: bool = True):
 
 def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log=print, progress=None,
           init_from=None, meta: dict | None = None, description: str = "train", workspace=None,
-          cache_features: bool = True) -> dict:
+          cache_features: bool = True, on_metrics=None) -> dict:
     """Train ``policy`` with ``objective`` until ``tcfg.steps`` / ``tcfg.minutes`` (resuming from a
     checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps.
     ``workspace``: (low, high, source) box the head may use (see :func:`scene_workspace`, :func:`prepare_head`).
     ``cache_features``: a frozen backbone part's features come from :mod:`.feature_cache` (False: the part
-    runs at every step, the reference the cache is tested and benchmarked against)."""
+    runs at every step, the reference the cache is tested and benchmarked against).
+    ``on_metrics(row)``: called with each row written to metrics.jsonl (train rows get ``steps_per_s`` too)."""
     with flush_denormals(policy.device.type == "cpu"):
         return _train(policy, objective, train_ds, holdout_ds, tcfg, out_dir, log=log, progress=progress,
                       init_from=init_from, meta=meta, description=description, workspace=workspace,
-                      cache_features=cache_features)
+                      cache_features=cache_features, on_metrics=on_metrics)
 
 
 def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log, progress, init_from, meta,
-           description, workspace, cache_features) -> dict:
+           description, workspace, cache_features, on_metrics) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = out_dir / METRICS_FILE
     optimizer = make_optimizer(policy, tcfg)
     resumed = _resume(policy, out_dir, optimizer)
     meta = dict(meta or {})
@@ -490,7 +500,7 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
     data = Batches(train_ds, tcfg.batch_size, tcfg.seed, policy.device, tcfg.num_workers, epoch, weights=weights)
     budget = _Budget(tcfg.steps, tcfg.minutes, elapsed)
     state = {"data": data, "last_good": read_marker(out_dir), "first_loss": None, "last": None, "holdout": None}
-    since = step
+    since, since_s = step, budget.elapsed
     policy.net.train()
     with (progress or _rich_progress)(description, tcfg.steps) as bar:
         while not budget.done(step):
@@ -503,10 +513,15 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
                 state["first_loss"] = state["first_loss"] or row["loss"]
                 state["last"] = row
                 io.append_jsonl(metrics_path, row)
-                since = step
+                if on_metrics is not None:
+                    on_metrics({**row, "steps_per_s": (step - since) / max(budget.elapsed - since_s, 1e-9)})
+                since, since_s = step, budget.elapsed
             if step % tcfg.eval_every == 0 or finished:
                 _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype, step, budget,
                                    out_dir, meta, state, finished, log)
+                if on_metrics is not None:
+                    on_metrics(state["holdout"])
+                since_s = budget.elapsed  # steps/s counts training steps, not the evaluation's time
     return state["summary"]
 
 
@@ -556,7 +571,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
     ds, split = (holdout_ds, "holdout") if holdout_ds is not None and len(holdout_ds) else (train_ds, "train-subset")
     ev = evaluate(policy, objective, ds, policy.device, dtype)
     row = {"step": step, "split": split, "elapsed_s": round(budget.elapsed, 3), **ev}
-    io.append_jsonl(out_dir / "metrics.jsonl", row)
+    io.append_jsonl(out_dir / METRICS_FILE, row)
     state["holdout"] = row
     demos = meta.get("demos") or {}
     summary = {"steps": step, "seconds": round(budget.elapsed, 1), "first_loss": state["first_loss"],

@@ -9,7 +9,8 @@
         sample = check_head(reg, "my_head", horizon=3)
         check_objective(reg, "my_loss", sample)
 
-``check_scene``, ``check_evaluator`` and ``check_report_section`` cover the other kinds. The contracts
+``check_figure`` draws a head's prediction figure the way the report does; ``check_scene``,
+``check_evaluator`` and ``check_report_section`` cover the other kinds. The contracts
 themselves are in :mod:`pxp.core.contracts`. A registry from :func:`plugin_registry` can be given to
 ``Runner(registry=...)``: its plugins reach every stage and every worker process (register modules,
 importable by name, so that workers can load them).
@@ -182,6 +183,69 @@ def check_objective(registry: Registry, name: str, sample: HeadSample, **fields)
     grads = [p.grad for p in sample.head.parameters() if p.requires_grad]
     assert any(g is not None and torch.any(g != 0) for g in grads), "the loss does not reach the head's parameters"
     return objective
+
+
+TINY_BACKBONE = {"type": "tiny_vit", "image_size": 32, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+
+
+def check_figure(registry: Registry, name: str, backbone: dict | None = None, **fields):
+    """A head's prediction figure (its ``figure``, else the default point figure) draws a strip the way the
+    report does: ``predict(policy, frame)`` gives (T, 2) ``pixel`` in the frame's image, and
+    ``panel(base, row, k, font, scale)`` (:class:`pxp.core.contracts.PredictionFigure`) returns a panel of
+    ``base``'s size for each future step. The policy is the head on ``backbone`` (default: a tiny ViT, 32 px).
+    Returns the strip (a PIL image)."""
+    import inspect
+
+    import numpy as np
+
+    from pxp.experiment.heatmaps import draw_strip, figure_of, strip_size
+    from pxp.experiment.policy import build_policy
+
+    bb = dict(backbone or TINY_BACKBONE)
+    bb_cfg = registry.get("backbones", bb["type"]).config_model(**bb)
+    head_cfg = registry.get("heads", name).config_model(**fields)
+    policy = build_policy(bb_cfg, head_cfg, registry.create)
+    if hasattr(policy.head, "prepare"):
+        from pxp.core.contracts import HeadSetup
+
+        policy.head.prepare(HeadSetup(workspace=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_figure"), log=lambda m: None))
+    figure = figure_of(policy)
+    assert isinstance(figure.title, str) and isinstance(figure.legend, str), "a figure has a str title and legend"
+    params = ("base", "row", "k", "font", "scale")
+    try:
+        inspect.signature(figure.panel).bind(*params)
+    except TypeError:
+        raise AssertionError(f"figure.panel{inspect.signature(figure.panel)} must take {', '.join(params)} "
+                             "(pxp.core.contracts.PredictionFigure)") from None
+    size = int(getattr(policy.backbone, "image_size", 32))
+    cam = _camera(size)
+    eef = np.array([-0.1, 0.0, 1.0])
+    frame = {"kind": "check", "label": "check_figure", "image": np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8),
+             "camera": cam, "eef_pos": eef, "eef_pixel": cam.project(eef), "gripper": 0.0, "truth": None}
+    strip = draw_strip(policy, [frame], figure=_CheckedFigure(figure, policy.horizon))
+    assert strip.size == strip_size(policy.horizon, 1, (size, size)), f"strip size {strip.size}"
+    return strip
+
+
+class _CheckedFigure:
+    """A head's figure whose answers are checked as the report receives them."""
+
+    def __init__(self, figure, horizon: int):
+        self.figure, self.horizon, self.title, self.legend = figure, horizon, figure.title, figure.legend
+
+    def predict(self, policy, frame):
+        import numpy as np
+
+        out = self.figure.predict(policy, frame)
+        assert isinstance(out, dict) and "pixel" in out, "figure.predict(policy, frame) returns a dict with 'pixel'"
+        assert np.asarray(out["pixel"]).shape == (self.horizon, 2), (
+            f"figure.predict()['pixel'] has shape {np.asarray(out['pixel']).shape}, expected ({self.horizon}, 2)")
+        return out
+
+    def panel(self, base, row, k, font, scale):
+        panel = self.figure.panel(base, row, k, font, scale)
+        assert getattr(panel, "size", None) == base.size, f"figure.panel(…, k={k}) returns an image of {base.size}"
+        return panel
 
 
 # ---------------------------------------------------------------- scenes, evaluators, report sections
