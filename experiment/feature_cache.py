@@ -64,7 +64,7 @@ def summary(dataset) -> dict | None:
         return None
     cache = dataset.cache
     return {"directory": str(cache.directory), "frames": cache.index["frames"],
-            "build_seconds": cache.built_seconds, "frames_per_second": round(cache.index["frames"] / cache.index["seconds"], 2)
+            "built": cache.built_seconds is not None, "build_seconds": cache.built_seconds or 0.0, "frames_per_second": round(cache.index["frames"] / cache.index["seconds"], 2)
             if cache.index.get("seconds") else None}
 
 
@@ -81,7 +81,8 @@ def frozen_digest(backbone) -> str:
 class FeatureCache:
     """One built cache directory: its index and a lazily opened read-only memory map."""
 
-    def __init__(self, directory: Path, index: dict, built_seconds: float = 0.0):
+    def __init__(self, directory: Path, index: dict, built_seconds: float | None = None):
+        # built_seconds: what this process paid to build it (None: it was already built)
         self.directory, self.index, self.built_seconds = Path(directory), index, built_seconds
         self.shape, self.dtype = tuple(index["shape"]), np.dtype(index["dtype"])
         self._map, self._pid = None, None
@@ -217,7 +218,7 @@ def _build(policy, dataset: Path, directory: Path, parts: dict, log, dtype) -> d
                  "dtype": np.dtype(dtype).name, "image_hw": list(first.shape[1:3]),
                  "demos": {d.name: {"offset": int(offsets[i]), "length": int(d.length)} for i, d in enumerate(f.demos)},
                  "bytes": (partial / "features.bin").stat().st_size, "sha256": io.file_sha256(partial / "features.bin"),
-                 "seconds": round(seconds, 1)}
+                 "seconds": round(seconds, 3)}
     io.write_json(partial / "index.json", index)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(partial, directory)  # the commit point: a complete directory appears at once

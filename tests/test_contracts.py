@@ -25,6 +25,7 @@ from pxp.plugins.heads.para.model import ParaHead
 from pxp.plugins.objectives.losses.compute import BehaviorCloning, PointTrack2D
 from pxp.plugins.reports.para_vs_act import ParaVsActSummary
 from pxp.plugins.reports.probe import ProbeSection
+from pxp.plugins.scenes.libero.drift import SceneDriftCheck
 from pxp.plugins.scenes.libero.outcomes import BowlTracker
 from pxp.plugins.scenes.libero.scene import LiberoScene
 from pxp.testing import check_figure, check_head, check_objective, plugin_registry
@@ -42,6 +43,7 @@ IMPLEMENTATIONS = {
     contracts.PredictionFigure: [ParaFigure, PointFigure],
     contracts.EpisodeTracker: [BowlTracker],
     contracts.Scene: [LiberoScene],
+    contracts.DriftCheck: [SceneDriftCheck],
     contracts.DatasetGenerator: [PositionGridGenerator, ViewpointGridGenerator],
     contracts.RolloutPolicy: ROLLOUT_POLICIES,
     contracts.Evaluator: EVALUATORS,
