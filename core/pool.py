@@ -356,8 +356,15 @@ class _Pool:
         return [f for f, (_, _, d) in self.pending.items() if d is not None and now >= d and not f.done()]
 
     def exit_codes(self) -> list:
+        """The workers' exit codes once the pool broke. The executor's management thread reaps them
+        (terminate_broken joins every worker); a second reaper here would race it: the waitpid that loses
+        gets ECHILD, and the code could be read before the winner records it ("unknown cause"). So the
+        codes are read after that thread has finished, when they are all recorded."""
+        manager = getattr(self.executor, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=30)
         for p in self.procs.values():
-            p.join(timeout=5)  # a loaded machine can take over a second to reap a dead worker
+            p.join(timeout=5)  # no other reaper is left: this only waits for a worker the executor forgot
         codes = [p.exitcode for p in self.procs.values() if p.exitcode not in (None, 0)]
         return [c for c in codes if c != -signal.SIGTERM] or codes  # the executor SIGTERMs the survivors
 

@@ -115,6 +115,38 @@ def test_dead_worker_fails_only_its_task_after_retries():
     assert all(r.ok and r.value == r.index for r in results if r.index)
 
 
+def segfault(_):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_dead_workers_signal_is_known_whichever_thread_reaps_it(monkeypatch):
+    """Two threads reap a dead worker: the executor's management thread and the pool's. Here the other
+    thread always wins the waitpid and is slow to record the code (as under load, waiting for the GIL);
+    the code must still be known, not "unknown cause"."""
+    import threading
+    from multiprocessing import popen_fork
+
+    def poll(self, flag=os.WNOHANG):
+        main = threading.current_thread() is threading.main_thread()
+        if self.returncode is None:
+            if main:
+                time.sleep(0.1)  # lose the race for waitpid
+            try:
+                pid, status = os.waitpid(self.pid, flag)
+            except OSError:  # ECHILD: reaped by the other thread, which has not recorded it yet
+                return None
+            if pid == self.pid:
+                if not main:
+                    time.sleep(0.5)  # the winner records the code late
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    monkeypatch.setattr(popen_fork.Popen, "poll", poll)
+    for _ in range(2):
+        (r,) = run_tasks(segfault, [0], workers=2, retries=0)
+        assert r.error == "worker process died (signal SIGSEGV) running this task, 1 time(s)"
+
+
 def test_early_stop_cancels_the_rest():
     t0 = time.monotonic()
     for r in run_tasks(crash_on_zero, range(1, 40), workers=2):
