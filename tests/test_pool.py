@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pxp.core.pool import TaskResult, close_worker_cache, run_tasks, worker_cache
+from pxp.core.execution import TaskResult, close_worker_cache, run_tasks, worker_cache
 
 
 # Task functions live at module level: spawn workers import them by name.
@@ -169,7 +169,7 @@ def hang_on_one(x):
 
 
 def slow_setup_then_quick(x):
-    from pxp.core.pool import start_clock
+    from pxp.core.execution import start_clock
 
     time.sleep(1.5)  # one-time setup (a scene being built): not part of the time limit
     start_clock()
@@ -192,7 +192,7 @@ def test_time_limit_counts_from_start_clock():
 
 PARENT = """
 import os, sys, time
-from pxp.core.pool import run_tasks
+from pxp.core.execution import run_tasks
 from tests.test_pool import report_pid_and_hang
 for r in run_tasks(report_pid_and_hang, [sys.argv[1]] * 2, workers=2):
     pass
