@@ -12,7 +12,14 @@ import pytest  # noqa: E402
 
 
 def _sigint_state():
-    return signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    """Python's SIGINT handler, this thread's blocked signals, and whether the kernel has SIGINT ignored (a C
+    library can set that behind Python's back; children inherit it across exec)."""
+    try:
+        status = dict(line.split(":", 1) for line in open("/proc/thread-self/status").read().splitlines())
+        ignored = bool(int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1)))
+    except (OSError, KeyError, ValueError):
+        ignored = None
+    return signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []), ignored
 
 
 @pytest.fixture(autouse=True)
@@ -25,5 +32,5 @@ def _leaves_sigint_as_it_found_it(request):
     if after != before:
         signal.pthread_sigmask(signal.SIG_SETMASK, before[1])
         signal.signal(signal.SIGINT, before[0])
-        pytest.fail(f"{request.node.nodeid} changed this process's SIGINT (handler, blocked signals) from {before} "
+        pytest.fail(f"{request.node.nodeid} changed this process's SIGINT (handler, blocked, ignored) from {before} "
                     f"to {after}", pytrace=False)

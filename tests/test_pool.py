@@ -190,6 +190,30 @@ def test_time_limit_counts_from_start_clock():
     assert all(r.ok for r in results), [r.error for r in results]
 
 
+def hang_or_set_up_then_work(task):
+    from pxp.core.execution import start_clock
+
+    marker_dir, x = task
+    (Path(marker_dir) / f"run-{x}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    if x == "hang":
+        start_clock()
+        time.sleep(3600)
+    time.sleep(1.5)  # set-up (a scene being built): before its clock starts
+    start_clock()
+    time.sleep(1.5)  # still running when the hung task's limit is up
+    return x
+
+
+def test_a_task_running_beside_a_hung_one_finishes_instead_of_starting_over(tmp_path):
+    results = {r.task[1]: r for r in run_tasks(hang_or_set_up_then_work, [(str(tmp_path), "hang"), (str(tmp_path), "a"),
+                                                                         (str(tmp_path), "b")], workers=2, timeout=2,
+                                                 setup_timeout=30)}
+    assert results["hang"].error == "timed out after 2 s (the worker was killed)"
+    assert results["a"].ok and results["b"].ok, [results[k].error for k in "ab"]
+    runs = sorted(p.name.split("-")[1] for p in tmp_path.glob("run-*"))
+    assert runs == ["a", "b", "hang"]  # each ran once: "a" was not killed and requeued with the hung task
+
+
 PARENT = """
 import os, sys, time
 from pxp.core.execution import run_tasks

@@ -26,9 +26,9 @@ Failure semantics (a backend that replaces this one keeps them):
   (after its one-time setup, e.g. building the cached scene), or when it is handed to a worker if it
   never calls it; before that call it may take ``setup_timeout`` seconds (default: ``timeout``), so a
   slow worker start-up under load is not taken for a hang. A task past its limit comes back with the error
-  "timed out after N s" (not retried within the call: a hang usually repeats), the pool's workers are
-  killed, the other in-flight tasks are requeued without being counted as failures, and a new pool
-  takes over.
+  "timed out after N s" (not run again: a hang usually repeats). No new task starts on that pool; the
+  other in-flight tasks finish (or hang past their own limits), then its workers are killed and a new pool
+  takes over: tasks that hang together cost one time limit, not one each.
 - Workers die with the parent, however the parent dies (``PR_SET_PDEATHSIG`` on Linux, plus a thread
   that watches the parent pid); they ignore SIGINT, so a Ctrl-C is handled once, by the parent, which
   kills its workers when the iteration stops early (break, exception, Ctrl-C, SIGTERM turned into
@@ -313,6 +313,7 @@ class _Pool:
                                             initargs=(os.getpid(), self.clock, initializer, initargs))
         self.pending: dict = {}
         self.procs: dict = {}  # pid → Process, every worker this pool started
+        self.hung = 0  # tasks past their limit, still occupying a worker: the pool takes no new task
 
     def submit(self, fn, i, task, limits) -> None:
         deadline = None if limits.timeout is None else time.monotonic() + limits.setup_timeout
@@ -372,6 +373,9 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
     finished = False
     try:
         while queue or suspects or pool.pending:
+            if pool.hung and not pool.pending:  # only hung tasks are left on it: replace it
+                pool.kill()
+                pool = _Pool(workers, initializer, initargs)
             for r in _fill(pool, fn, queue, suspects, workers, limits, skip):
                 _advance(progress)
                 yield r
@@ -397,19 +401,14 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
                     _advance(progress)
                     yield r
                 continue
-            expired = pool.expired()
-            if expired:
-                late = [pool.pending.pop(f)[:2] for f in expired]
-                requeue = [(i, t) for i, t, _ in pool.pending.values()]
-                pool.kill()
-                pool = _Pool(workers, initializer, initargs)
-                queue.extendleft(reversed(requeue))  # not failures: they were only sharing the pool
-                for i, task in late:
-                    _advance(progress)
-                    yield TaskResult(i, task, None, f"timed out after {limits.timeout:g} s (the worker was killed)")
+            for fut in pool.expired():
+                i, task, _ = pool.pending.pop(fut)
+                pool.hung += 1
+                _advance(progress)
+                yield TaskResult(i, task, None, f"timed out after {limits.timeout:g} s (the worker was killed)")
         finished = True
     finally:
-        if finished:
+        if finished and not pool.hung:
             pool.close()
         else:  # break, exception, Ctrl-C: do not wait for running tasks (one may hang)
             pool.kill()
@@ -417,6 +416,8 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
 
 def _fill(pool, fn, queue, suspects, workers, limits, skip) -> list[TaskResult]:
     """Hand tasks to free workers; returns the ones ``skip`` withdrew instead."""
+    if pool.hung:  # the pool is to be replaced once its other tasks are done
+        return []
     if suspects:  # one suspect alone on the pool: if the pool breaks now, it is the cause
         if not pool.pending:
             i, task = suspects.popleft()
