@@ -53,9 +53,9 @@ def main() -> int:
             passed += ok
             if not ok:
                 failures.append((k, (res.stdout + res.stderr)[-4000:]))
-            failed = [line for line in res.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+            why = [line for line in res.stdout.splitlines() if line.startswith(("FAILED", "ERROR", "E  "))][:12]
             print(f"run {k}/{args.runs}: {'pass' if ok else 'FAIL'} ({time.monotonic() - t0:.0f} s)"
-                  + "".join(f"\n  {line}" for line in failed), flush=True)
+                  + "".join(f"\n  {line[:300]}" for line in why), flush=True)
     finally:
         for h in hogs:
             h.kill()
