@@ -28,7 +28,10 @@ DEFAULT_TESTS = [
 ]
 
 
-def _spin() -> None:
+def _spin(parent: int) -> None:
+    from pxp.core.execution.local import die_with_parent
+
+    die_with_parent(parent)  # a hog must not outlive the script, however the script ends
     while True:
         pass
 
@@ -40,7 +43,7 @@ def main() -> int:
     ap.add_argument("tests", nargs="*", default=DEFAULT_TESTS)
     args = ap.parse_args()
 
-    hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.hog)]
+    hogs = [multiprocessing.Process(target=_spin, args=(os.getpid(),), daemon=True) for _ in range(args.hog)]
     for h in hogs:
         h.start()
     passed, failures = 0, []
