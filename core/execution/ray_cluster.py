@@ -246,7 +246,7 @@ class _Shipper:
             elif role == OUTPUT_DIR:  # shipped in too, to resume from; never cached: it changes
                 content = read_dir(path) if Path(path).is_dir() else {}
                 out.append((name, role, commit, None, [self.ray.put(content)]))
-            else:
+            elif role == OUTPUT_FILE:  # nothing to send: the worker writes it locally and sends it back
                 out.append((name, role, commit, None, None))
         return out
 
