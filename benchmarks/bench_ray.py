@@ -30,12 +30,10 @@ def tasks(n: int, image_size: int, max_steps: int):
 
 
 def timed(todo, cores: int, executor=None) -> tuple[float, list]:
-    from pxp.core import pool
     from pxp.experiment.evaluation import run_episodes
 
     t0 = time.perf_counter()
-    with pool.using_executor(executor):
-        eps = run_episodes(todo, workers=cores)
+    eps = run_episodes(todo, workers=cores, executor=executor)
     return time.perf_counter() - t0, eps
 
 
@@ -49,7 +47,7 @@ def main() -> None:
 
     import ray
 
-    from pxp.core.ray_executor import RayExecutor
+    from pxp.core.execution.ray_cluster import RayExecutor
 
     todo = tasks(args.episodes, args.image_size, args.max_steps)
     pool_s, pool_eps = timed(todo, args.cores)

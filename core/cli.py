@@ -138,8 +138,9 @@ def schema(indent):
 @click.option("--executor", type=click.Choice(["local", "ray"]),
               help="Where episodes and training run: local process pool or a Ray cluster (default: PXP_EXECUTOR, "
                    "then the spec's executor, then local).")
-@click.option("--address", metavar="ADDR", help="Ray cluster address (ray start --head prints it); "
-                                                "default: RAY_ADDRESS, else a Ray on this machine.")
+@click.option("--address", metavar="ADDR", help="Ray cluster address (ray start --head prints it; use token "
+                                                "authentication, docs/scaling.md); default: RAY_ADDRESS, else a "
+                                                "Ray on this machine.")
 @click.option("--smoke", is_flag=True,
               help="The same spec with every size shrunk (64 px, tiny ViT, few cells/steps/episodes): checks every "
                    "stage runs, in minutes on a CPU. Default directory runs/<name>-smoke; results are not comparable.")
@@ -156,17 +157,18 @@ def run(spec_path, out, force, stages, device, workers, sets, executor, address,
     preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
     run_dir = out or Path("runs") / spec.name
     executor = resolve_executor(executor, spec)
-    if executor == "ray":
-        _require_ray()
+    _require_ray(executor)
     Runner(spec, run_dir, force=force, device=device, workers=workers, executor=executor,
            address=address).run(stages or STAGES)
     report = run_dir / "report.html"
     click.echo(f"run directory: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))
 
 
-def _require_ray() -> None:
+def _require_ray(executor: str) -> None:
     """Ray is an optional extra: without it, one line saying how to install it (exit 2)."""
-    from .ray_executor import RayMissing, require_ray
+    if executor != "ray":
+        return
+    from .execution.ray_cluster import RayMissing, require_ray
 
     try:
         require_ray()
@@ -184,11 +186,15 @@ def _require_ray() -> None:
               help="Override a spec field, e.g. evaluations.left_to_right.positions=10.")
 @click.option("--workers", type=int)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-def eval_(run_dir, episodes, sets, workers, device):
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="As for pxp run.")
+@click.option("--address", metavar="ADDR", help="As for pxp run.")
+def eval_(run_dir, episodes, sets, workers, device, executor, address):
     """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
     from .runner import evaluate_run
 
-    results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True)
+    _require_ray(executor)
+    results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True,
+                           executor=executor, address=address)
     click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 

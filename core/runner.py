@@ -23,10 +23,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import doctor, io, manifest, pool
+from . import doctor, io, manifest
 from .errors import PxpError, SpecError
 from .events import RunEvents, RunInfo
-from .executors import EXECUTORS, make_executor
+from .execution import EXECUTORS, Executor, keep_inline_cache, make_executor
 from .lock import run_lock
 from .results import collect_results
 from .plugin_code import CodeKeys
@@ -56,9 +56,10 @@ class StageContext:
     """What the runner hands to plugins: paths, settings and progress for the current run."""
 
     def __init__(self, spec, run_dir: Path, registry: Registry, console: Console, progress: Progress | None,
-                 device: str = "cpu", workers: int | None = None, executor=None, events: RunEvents | None = None):
+                 device: str = "cpu", workers: int | None = None, executor: Executor | None = None,
+                 events: RunEvents | None = None):
         self.spec, self.run_dir, self.registry, self.console = spec, Path(run_dir), registry, console
-        self.executor = executor  # None: the local process pool; a RayExecutor: a Ray cluster
+        self.executor = executor or make_executor("local")  # where every unit's tasks run
         self._progress, self.device = progress, device
         self.workers = workers or spec.workers or os.cpu_count() or 1
         self.seed = spec.seed
@@ -213,10 +214,10 @@ class Runner:
                 drift = doctor.preflight(self.registry, self.spec.scene.type, self.console.log)  # recorded, never fatal
         io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
-        executor = make_executor(self.executor_name, self._address)
+        executor = make_executor(self.executor_name, self._address, shared_root=self.run_dir)
         events = RunEvents(self.registry, RunInfo.of(self.run_dir, self.spec), log=self.console.log)
         try:
-            with self._progress() as progress, pool.using_executor(executor), pool.keep_inline_cache():
+            with self._progress() as progress, keep_inline_cache():
                 ctx = StageContext(self.spec, self.run_dir, self.registry, self.console, progress, device, self._workers,
                                    executor, events)
                 manifest.write(self.run_dir, self.spec, self.registry, device=device, drift=drift)
@@ -228,8 +229,7 @@ class Runner:
                 events.fire("pxp_run_done", results=io.read_json(self.run_dir / "results.json"))
         finally:
             events.close()
-            if executor is not None:
-                executor.close()
+            executor.close()
 
     def _failed_units(self) -> list[str]:
         out = []
@@ -289,29 +289,27 @@ class Runner:
                                                         [path, path.with_name(path.name + ".partial")], work, verify, [path])
 
     def _stage_training(self, ctx: StageContext) -> None:
-        from pxp.experiment.training import train_policy  # torch is imported only when training is needed
+        from pxp.experiment.training_unit import train_through  # torch is imported only when training is needed
 
-        if ctx.executor is not None:
-            return self._train_on_cluster(ctx)
+        if ctx.executor.remote:
+            return self._train_on_cluster(ctx, train_through)
         for name in training_order(self.spec):
             pol = self.spec.policies[name]
-            work = lambda name=name, pol=pol: train_policy(name, pol, ctx)
+            work = lambda name=name, pol=pol: train_through(ctx.executor, name, pol, ctx)
             verify = lambda name=name: _checkpoint_problem(ctx.checkpoint_dir(name))
             self.results["training"][name] = self._unit(ctx, "training", name, self.policy_hash(name),
                                                         [ctx.checkpoint_dir(name)], work, verify, [ctx.checkpoint_dir(name)])
 
-    def _train_on_cluster(self, ctx: StageContext) -> None:
-        """Every unit is a Ray task; the units of a wave (none waits on another's init_from) train at once,
-        each awaited by a driver thread that runs the usual cache bookkeeping around it."""
+    def _train_on_cluster(self, ctx: StageContext, train_through) -> None:
+        """The units of a wave (none waits on another's init_from) train at once on the cluster, each awaited
+        by a driver thread that runs the usual cache bookkeeping around it."""
         from concurrent.futures import ThreadPoolExecutor
-
-        from .ray_executor import train_remotely
 
         for wave in training_waves(self.spec):
             with ThreadPoolExecutor(len(wave)) as threads:
                 futures = {name: threads.submit(
                     self._unit, ctx, "training", name, self.policy_hash(name), [ctx.checkpoint_dir(name)],
-                    lambda name=name: train_remotely(name, self.spec.policies[name], ctx, ctx.executor),
+                    lambda name=name: train_through(ctx.executor, name, self.spec.policies[name], ctx),
                     lambda name=name: _checkpoint_problem(ctx.checkpoint_dir(name)), [ctx.checkpoint_dir(name)])
                     for name in wave}
             for name, fut in futures.items():
@@ -327,7 +325,8 @@ class Runner:
                               {"evaluation": name, "evaluator": cfg.type, "config": cfg.model_dump(mode="json"),
                                "episodes": episodes, "summary": summary})
                 errors = [e["error"] for e in episodes if e.get("error")]
-                return {"episodes": len(episodes), "errors": len(errors), **({"first_error": errors[0]} if errors else {})}
+                first = next((e for e in errors if e.startswith("skipped:")), errors[0] if errors else None)  # says why
+                return {"episodes": len(episodes), "errors": len(errors), **({"first_error": first} if errors else {})}
             verify = lambda name=name: _evaluation_problem(ctx.eval_dir(name))
             self.results["evaluation"][name] = self._unit(ctx, "evaluation", name, self.evaluation_hash(name),
                                                           [ctx.eval_dir(name)], work, verify,
@@ -465,7 +464,8 @@ def _evaluation_problem(eval_dir: Path) -> str | None:
 # ---------------------------------------------------------------- pxp eval: evaluate a finished run again
 
 def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | None = None, registry=None,
-                 sets=(), device: str | None = None, report: bool = False) -> Path:
+                 sets=(), device: str | None = None, report: bool = False, executor: str | None = None,
+                 address: str | None = None) -> Path:
     """Re-evaluate a finished run's saved checkpoints and rewrite results.json (``pxp eval RUN_DIR``).
 
     ``episodes_override`` sets every evaluation's ``episodes_per_position`` (e.g. more episodes for
@@ -482,7 +482,8 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
             cfg["episodes_per_position"] = int(episodes_override)
     spec = validate_spec(raw, registry, source=str(spec_path))
     stages = ("evaluation", "report") if report else ("evaluation",)
-    Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True).run(stages)
+    Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True, executor=executor,
+           address=address).run(stages)
     return run_dir / "results.json"
 
 

@@ -6,7 +6,7 @@ Running (worker pool, crash capture, resume, videos) and scoring (rates with Wil
 weighted score, paired McNemar) are shared here, so every evaluator's numbers mean the same thing.
 
 Worker processes receive only picklable data (checkpoint path, device, scene config, offsets): each
-builds its scene and loads each policy once (``pool.worker_cache``) and never sees the run context.
+builds its scene and loads each policy once (``execution.worker_cache``) and never sees the run context.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from typing import Any, Iterable, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pxp.core import io, pool
+from pxp.core import execution, io
+from pxp.core.execution import input_dir, output_file
 from pxp.core.results import EPISODE_FIELDS, cluster_keys, episode_pair_key, pair_key  # noqa: F401  (re-exported)
 from . import stats
 
@@ -27,6 +28,9 @@ BUILTIN_PREFIX = "builtin:"  # checkpoint "builtin:expert" / "builtin:home": tes
 # Fault-injection policies (tests, and checking a setup's failure handling): each fails in predict.
 FAULT_POLICIES = ("crash", "hang", "segfault")
 SETUP_TIMEOUT = 600.0  # seconds a worker may take to load a policy and build a scene (slow under load)
+# Episodes of one policy failing in a row (raised, hung, killed their worker) after which its episodes not yet
+# started are skipped: a fault that repeats is the policy's, and retrying it to the end wastes the machine.
+FAIL_FAST = 3
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class EpisodeTask:
     evaluation: str
     evaluator: str
     policy: str
-    checkpoint: str  # a checkpoint directory, or "builtin:expert" / "builtin:home"
+    checkpoint: str = input_dir()  # a checkpoint directory, or "builtin:expert" / "builtin:home"
     scene: Any  # a validated scene config model (picklable; rebuilt into a scene in the worker)
     offset: tuple = (0.0, 0.0)
     view: tuple | None = None
@@ -47,7 +51,7 @@ class EpisodeTask:
     replan_every: Optional[int] = None
     steps_per_target: int | None = None  # explicit, from the evaluator config
     trained_stride: int | None = None  # the policy's train.target_stride (the fallback)
-    video_path: str | None = None  # record this episode to this mp4
+    video_path: str | None = output_file(default=None)  # record this episode to this mp4
     labels: dict = field(default_factory=dict)  # evaluator-specific (theta, phi, demos, init …)
     plugins: Any = None  # the run's RegistryRecipe: the worker loads the same plugins (None: the installed ones)
 
@@ -68,9 +72,10 @@ def run_episode(task: EpisodeTask) -> dict:
     from pxp.core.plugins import registry_from_recipe
 
     registry = registry_from_recipe(task.plugins)
-    policy = pool.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task, registry), slot="policy")
-    scene = pool.worker_cache(task.scene.model_dump_json(), lambda: registry.create("scenes", task.scene), slot="scene")
-    pool.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
+    policy = execution.worker_cache((task.checkpoint, task.device), lambda: _load_policy(task, registry), slot="policy")
+    scene = execution.worker_cache(task.scene.model_dump_json(), lambda: registry.create("scenes", task.scene),
+                                   slot="scene")
+    execution.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
     if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
         policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
     ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,
@@ -139,14 +144,17 @@ def _write_video(task: EpisodeTask, ep: dict) -> str | None:
 
 def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progress=None,
                  journal: Path | None = None, log=None, timeout: float | None = None, retries: int = 2,
-                 setup_timeout: float | None = SETUP_TIMEOUT, on_episode=None) -> list[dict]:
-    """Run tasks through the shared pool; a crash becomes an episode with ``error`` set.
+                 setup_timeout: float | None = SETUP_TIMEOUT, fail_fast: int = FAIL_FAST,
+                 executor: execution.Executor | None = None, on_episode=None) -> list[dict]:
+    """Run tasks on ``executor`` (default: the local pool); a crash becomes an episode with ``error`` set.
 
     ``journal``: a JSONL file each finished episode is appended to as it arrives. Episodes already in
     it (without error) are not run again, so an interrupted evaluation resumes where it stopped and a
     rerun retries exactly the failed ones. ``timeout`` (seconds per episode, counted once its scene and
     policy are loaded; loading may take ``setup_timeout``) and ``retries`` (runs after a worker died)
-    follow :func:`pxp.core.pool.run_tasks` (no time limit with ``workers=1``, in-process).
+    follow :func:`pxp.core.execution.run_tasks` (no time limit with ``workers=1``, in-process); a timed-out
+    episode is not run again. After ``fail_fast`` episodes of one policy fail in a row (0: never), its
+    episodes not yet started come back as errors with one reason, unrun, so a rerun retries them.
     ``on_episode(episode)`` is called here, in the driver, as each episode's record arrives.
     Returns the episodes in task order.
     """
@@ -155,19 +163,45 @@ def run_episodes(tasks: Iterable[EpisodeTask], *, workers: int | None = 1, progr
     todo = [t for t in tasks if t.key not in done]
     if progress is not None and done:
         progress.advance(len(tasks) - len(todo))
-    n = pool.default_workers() if workers is None else int(workers)
-    init = (_limit_threads, (max(1, pool.default_workers() // n),)) if n > 1 else (None, ())
-    for r in pool.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0], initargs=init[1],
-                            timeout=timeout, retries=retries, setup_timeout=setup_timeout if timeout else None):
+    n = execution.default_workers() if workers is None else int(workers)
+    init = (_limit_threads, (max(1, execution.default_workers() // n),)) if n > 1 else (None, ())
+    streaks = FailureStreaks(fail_fast)
+    executor = executor or execution.LocalExecutor()
+    for r in executor.run_tasks(run_episode, todo, workers=n, progress=progress, initializer=init[0],
+                                initargs=init[1], timeout=timeout, retries=retries,
+                                setup_timeout=setup_timeout if timeout else None, skip=streaks.reason):
         ep = r.value if r.ok else error_episode(r.task, r.error)
-        if not r.ok and log is not None:
-            log(f"episode {r.task.key} failed: {r.error}")
+        if not r.skipped:
+            stopped = streaks.record(r.task.policy, r.error)
+            if log is not None and not r.ok:
+                log(f"episode {r.task.key} failed: {r.error}")
+            if log is not None and stopped:
+                log(f"[red]{stopped}[/red]")
         done[r.task.key] = ep
         if journal is not None:
             io.append_jsonl(journal, ep)
         if on_episode is not None:
             on_episode(ep)
     return [done[t.key] for t in tasks]
+
+
+class FailureStreaks:
+    """Consecutive failed episodes per policy; at ``limit`` the policy's remaining episodes are skipped."""
+
+    def __init__(self, limit: int):
+        self.limit, self.streak, self.stopped = int(limit), {}, {}
+
+    def record(self, policy: str, error: str | None) -> str | None:
+        """Count one finished episode; returns the skip reason when this one stops the policy."""
+        n = self.streak[policy] = 0 if error is None else self.streak.get(policy, 0) + 1
+        if self.limit and n >= self.limit and policy not in self.stopped:
+            self.stopped[policy] = (f"skipped: {policy} failed {n} episodes in a row (last: {error}); "
+                                    f"its other episodes were not run, a rerun retries them")
+            return self.stopped[policy]
+        return None
+
+    def reason(self, task: EpisodeTask) -> str | None:
+        return self.stopped.get(task.policy)
 
 
 def _limit_threads(threads: int) -> None:
@@ -419,7 +453,7 @@ class Evaluator(abc.ABC):
         tasks = self.with_videos(ctx, self.episodes(ctx))
         ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
-            episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
+            episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log, executor=ctx.executor,
                                     journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
                                     timeout=_time_limit(self.config),
                                     retries=int(getattr(self.config, "episode_retries", 2)),

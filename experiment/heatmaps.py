@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pxp.core import io, pool
+from pxp.core import execution, io
 from pxp.core.camera import Camera
 
 PANEL = 160  # px per panel (images are resized to this width)
@@ -264,8 +264,8 @@ class _OodFrames:
                 base = dict(self.spec.get("scene") or {})
                 merged = {**base, **(self.ev_cfg.get("scene") or {})}
                 model = self.registry.get("scenes", merged["type"]).config_model.model_validate(merged)
-                if pool.keeping_inline_cache():  # the run's scene (same config) is reused, and closed by the run
-                    self.scene = pool.worker_cache(model.model_dump_json(), lambda: create("scenes", model), slot="scene")
+                if execution.keeping_inline_cache():  # the run's scene (same config) is reused, and closed by the run
+                    self.scene = execution.worker_cache(model.model_dump_json(), lambda: create("scenes", model), slot="scene")
                     self.shared = True
                 else:
                     self.scene = create("scenes", model)

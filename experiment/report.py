@@ -287,7 +287,7 @@ def sections(report: Report) -> list:
 def _prediction_figures(report: Report) -> None:
     """The figures render scenes and run policies: in a worker process, so that a crash there (a
     segfaulting renderer) costs the figures, never the report or the main process."""
-    from pxp.core.pool import run_tasks
+    from pxp.core.execution import run_tasks
 
     task = (report.run_dir, report.spec, report.device, report.registry.recipe)
     for r in run_tasks(_figures_task, [task], workers=2, retries=0, timeout=1800):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pxp.core.execution import LocalExecutor
 from pxp.experiment.data import DatasetError, DemoDataset, open_dataset, partial_path
 from pxp.core.grid import position_grid
 from pxp.core.plugins import get_registry
@@ -24,6 +25,7 @@ class Ctx:
 
     def __init__(self, workers=1, stop_after=None, **scene):
         self.registry, self.workers, self.seed = get_registry(), workers, 0
+        self.executor = LocalExecutor()
         self.base = {**SCENE, **scene}
         self.logs, self.stop_after, self.advanced = [], stop_after, 0
 
@@ -220,7 +222,7 @@ def test_config_errors():
         generator(**{**GRID, "extent": ((-0.9, 0.0), (0.0, 0.1))}).plan(Ctx().scene_config())
 
 
-@pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.experiment.data", "pxp.core.pool", "pxp.core.grid"])
+@pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.experiment.data", "pxp.core.execution", "pxp.core.grid"])
 def test_imports_stay_light(module):
     check_light_import(module)
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from pxp.core.execution import LocalExecutor
 from pxp.core import runner
 from pxp.experiment import evaluation
 from pxp.core.results import write_results
@@ -34,6 +35,7 @@ class Ctx:
         self.run_dir, self.workers, self.device, self.seed, self.unit = Path(run_dir), workers, "cpu", 0, unit
         self.spec = SimpleNamespace(name="test", policies=policies or {})
         self.logs, self.bars = [], []
+        self.executor = LocalExecutor()
 
     def scene_config(self, **overrides):
         from pxp.plugins.scenes.libero import LiberoSceneConfig

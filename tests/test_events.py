@@ -174,12 +174,15 @@ WORKER = """
 import pickle, sys
 from pxp.core.events import RunInfo
 from pxp.core.plugins import registry_from_recipe
-from pxp.core.ray_executor import TrainingUnit, run_token, train_unit
+from pathlib import Path
 from pxp.core.spec import validate_spec
+from pxp.experiment.training_unit import TrainingUnit, train_unit
 
 recipe, spec, run_dir = pickle.loads(open(sys.argv[1], "rb").read())
 spec = validate_spec(spec, registry_from_recipe(recipe))
-train_unit(TrainingUnit("para", spec.policies["para"], run_dir, "cpu", run_token(run_dir), plugins=recipe,
+pol = spec.policies["para"]
+train_unit(TrainingUnit("para", pol, "cpu", dataset=str(Path(run_dir) / "data" / f"{pol.dataset}.hdf5"),
+                        checkpoint=str(Path(run_dir) / "checkpoints" / "para"), plugins=recipe,
                         run=RunInfo.of(run_dir, spec)))
 """
 

@@ -373,6 +373,53 @@ def test_hung_and_segfaulting_episodes_cost_only_themselves(tmp_path):
     no_traceback(res)
 
 
+def _runs_by_key(run: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in journal(run):
+        out.setdefault(e["key"], []).append(e)
+    return out
+
+
+def test_a_policy_that_keeps_crashing_is_stopped_after_three_and_a_rerun_retries_the_rest(tmp_path):
+    run = tmp_path / "run"
+    spec = eval_spec(tmp_path, ["builtin:home", "builtin:crash"], positions=2, episodes=3)  # 6 episodes each
+    res = pxp("run", spec, "--out", run)
+    assert res.returncode == 1, res.stderr[-3000:]
+    log = " ".join(res.stderr.split())
+    assert "evaluation e: 6 of 12 episodes failed (skipped: builtin:crash failed 3 episodes in a row" in log, log[-3000:]
+    no_traceback(res)
+    eps = json.loads((run / "evals/e/result.json").read_text())["episodes"]
+    crash = [e for e in eps if e["policy"] == "builtin:crash"]
+    raised = [e for e in crash if e["error"].startswith("RuntimeError: builtin:crash policy raised on purpose")]
+    skipped = [e for e in crash if e["error"].startswith("skipped: builtin:crash failed")]
+    assert len(raised) >= 3 and skipped and len(raised) + len(skipped) == 6  # 2 workers: a 4th may have started
+    assert all(e["error"] is None for e in eps if e["policy"] == "builtin:home")
+    assert (run / "results.json").exists() and (run / "report.html").exists()
+    again = pxp("run", spec, "--out", run)
+    assert again.returncode == 1 and "retrying what failed in e" in again.stderr, again.stderr[-3000:]
+    runs = _runs_by_key(run)
+    assert all(len(v) == 1 for k, v in runs.items() if k.startswith("builtin:home"))  # done: never rerun
+    crash_runs = [v for k, v in runs.items() if k.startswith("builtin:crash")]
+    assert len(crash_runs) == 6 and all(len(v) == 2 for v in crash_runs)  # skipped ones too: retried by the rerun
+
+
+def test_a_policy_that_always_hangs_is_stopped_after_three_timeouts_each_run_once(tmp_path):
+    run = tmp_path / "run"
+    spec = eval_spec(tmp_path, ["builtin:hang"], positions=2, episodes=3, episode_timeout=10)  # default retries
+    t0 = time.monotonic()
+    res = pxp("run", spec, "--out", run, timeout=400)
+    took = time.monotonic() - t0
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "skipped: builtin:hang failed" in " ".join(res.stderr.split()), res.stderr[-3000:]
+    no_traceback(res)
+    eps = json.loads((run / "evals/e/result.json").read_text())["episodes"]
+    timed_out = [e for e in eps if e["error"].startswith("timed out after 10 s")]
+    skipped = [e for e in eps if e["error"].startswith("skipped: builtin:hang failed")]
+    assert len(timed_out) >= 3 and skipped and len(timed_out) + len(skipped) == 6
+    assert all(len(v) == 1 for v in _runs_by_key(run).values())  # a timeout is not retried
+    assert len(timed_out) <= 4, f"{len(timed_out)} hung episodes waited out their limit ({took:.0f} s)"
+
+
 def test_bogus_mujoco_gl_is_one_error_before_any_work(tmp_path):
     res = pxp("run", eval_spec(tmp_path, ["builtin:home"]), "--out", tmp_path / "run", MUJOCO_GL="bogus")
     assert res.returncode == 2 and "MUJOCO_GL=bogus" in res.stderr and not (tmp_path / "run/evals").exists()

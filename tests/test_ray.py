@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pxp.core import executors, pool
+from pxp.core import execution
 from pxp.experiment.evaluation import EpisodeTask, run_episodes
 from pxp.core.runner import Runner, resolve_executor, training_waves
 from pxp.core.spec import validate_spec
@@ -158,11 +158,10 @@ def test_a_worker_killed_mid_evaluation_loses_no_episode_and_writes_none_twice(c
     journal = tmp_path / "episodes.jsonl"
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_one_running_worker, args=(stop, killed))
-    executor = executors.make_executor("ray", cluster.address)
+    executor = execution.make_executor("ray", cluster.address)
     killer.start()
     try:
-        with pool.using_executor(executor):
-            episodes = run_episodes(tasks, workers=2, journal=journal)
+        episodes = run_episodes(tasks, workers=2, journal=journal, executor=executor)
     finally:
         stop.set()
         killer.join()
@@ -175,7 +174,7 @@ def test_a_worker_killed_mid_evaluation_loses_no_episode_and_writes_none_twice(c
 
 
 def test_python_errors_are_results_and_hung_tasks_time_out(cluster):
-    executor = executors.make_executor("ray", cluster.address).with_options(timeout=3, retries=0)
+    executor = execution.make_executor("ray", cluster.address).with_options(timeout=3, retries=0)
     try:
         results = {r.index: r for r in executor.run_tasks(_sleep_or_fail, [0.1, -1, 30])}
     finally:
@@ -190,3 +189,60 @@ def _sleep_or_fail(x):
         raise ValueError("negative")
     time.sleep(x)
     return x
+
+
+def test_a_ray_pxp_starts_has_token_auth_and_no_dashboard(tmp_path):
+    code = ("import json, os; from pxp.core.execution import make_executor\n"
+            "ex = make_executor('ray'); ray = ex.connect(); node = ray._private.worker.global_worker.node\n"
+            "print(json.dumps([os.environ.get('RAY_AUTH_MODE'), node.address_info.get('webui_url')])); ex.close()")
+    pytest.importorskip("ray", reason="Ray is the optional extra pxp[ray]; make test installs it")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == ["token", ""]
+    assert "without token authentication" not in res.stderr  # a cluster it started itself: no warning
+
+
+def test_a_driver_killed_mid_evaluation_then_rerun_runs_every_episode_exactly_once(cluster, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(
+        datasets={}, policies={}, workers=2,
+        evaluations={"e": {"type": "position_split", "policies": ["builtin:expert", "builtin:home"], "grid": [2, 2],
+                           "split": "all", "positions": 3, "episodes_per_position": 1, "max_steps": 80}})))
+    run = tmp_path / "run"
+    args = [sys.executable, "-c", "from pxp.core.cli import main; main()", "run", str(spec), "--out", str(run),
+            "--executor", "ray", "--address", cluster.address, "--stage", "evaluation"]
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    env.pop("RAY_AUTH_MODE", None)
+    journal = run / "evals" / "e" / "episodes.jsonl"
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not (journal.exists() and journal.read_text().strip()):
+            time.sleep(0.2)
+        assert journal.exists(), "no episode finished"
+        driver.kill()  # kill -9 of the driver mid-evaluation
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    first = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+    assert 1 <= len(first) < 6
+    warning = driver.stderr.read().decode()
+    assert warning.count("without token authentication") == 1, warning[-2000:]
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+    keys = [e["key"] for e in lines]
+    assert len(keys) == 6 and len(set(keys)) == 6, keys  # each episode exactly once: none lost, none twice
+    result = json.loads((run / "evals/e/result.json").read_text())
+    assert len(result["episodes"]) == 6 and not any(e["error"] for e in result["episodes"])
+
+
+def test_training_on_ray_has_a_time_limit():
+    from pxp.core.spec import TrainConfig
+    from pxp.experiment.training_unit import STEPS_ONLY_LIMIT_S, time_limit
+
+    assert time_limit(TrainConfig(minutes=10)) == 2 * 600 + 1800
+    assert time_limit(TrainConfig(steps=100)) == STEPS_ONLY_LIMIT_S

@@ -95,9 +95,9 @@ def test_a_run_directory_is_smoke_or_real_never_both(tmp_path):
 @pytest.fixture(scope="module")
 def shared_scenes():
     """The specs run in this process (workers=1) and share scenes: building one takes seconds."""
-    from pxp.core import pool
+    from pxp.core import execution
 
-    with pool.keep_inline_cache():
+    with execution.keep_inline_cache():
         yield
 
 def expected_sections(spec) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 import timm  # noqa: F401  (before LIBERO loads: importing triton after it segfaults)
 from PIL import Image
 
-from pxp.core import pool
+from pxp.core import execution
 from pxp.core.errors import SpecError
 from pxp.core.plugins import registry_from_recipe
 from pxp.core.runner import Runner
@@ -197,7 +197,7 @@ def _heads(recipe) -> list[str]:
 
 def test_injected_plugins_reach_pool_workers(direct):
     registry = plugin_registry(direct)
-    results = list(pool.run_tasks(_heads, [registry.recipe] * 2, workers=2))
+    results = list(execution.run_tasks(_heads, [registry.recipe] * 2, workers=2))
     assert all(r.ok for r in results), [r.error for r in results]
     assert all("direct_xyz" in r.value and "para_volume" in r.value for r in results)
 

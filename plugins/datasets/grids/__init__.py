@@ -1,7 +1,7 @@
 """Demo dataset generators: ``position_grid`` and ``viewpoint_grid`` (scripted expert, HDF5 output).
 
 Both plan a list of episodes (cell × repeat), run them with the scene's scripted expert in worker
-processes (:func:`pxp.core.pool.run_tasks`, one scene per worker, reused), and append each finished
+processes (the run's executor, ``ctx.executor``: one scene per worker, reused), and append each finished
 episode to ``<path>.partial`` as it arrives; the file is renamed to ``<path>`` when all are in.
 A rerun resumes: episodes already in the partial file are not run again.
 
@@ -134,7 +134,7 @@ class DemoTask:
 def run_episode(task: DemoTask) -> dict:
     """Worker side: reset the (cached) scene, run the expert with recording, pack for the writer."""
     from pxp.core.plugins import registry_from_recipe
-    from pxp.core.pool import worker_cache
+    from pxp.core.execution import worker_cache
 
     registry = registry_from_recipe(task.plugins)
     scene = worker_cache(task.scene_key, lambda: registry.create("scenes", task.scene_config), slot="scene")
@@ -224,12 +224,10 @@ class GridGenerator(abc.ABC):
             return str(exc).split("; delete it")[0]
 
     def _run(self, todo, writer, ctx, already: int, total: int) -> list[str]:
-        from pxp.core.pool import run_tasks
-
         errors = []
         with ctx.progress(f"dataset {self.name}", total=total) as bar:
             bar.advance(already)
-            for r in run_tasks(run_episode, todo, workers=ctx.workers, progress=bar):
+            for r in ctx.executor.run_tasks(run_episode, todo, workers=ctx.workers, progress=bar):
                 if r.error:
                     errors.append(f"episode {r.task.index}: {r.error}")
                     ctx.log(f"episode {r.task.index} (cell {r.task.cell}) raised {r.error}")

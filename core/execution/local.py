@@ -1,8 +1,6 @@
-"""The worker pool shared by dataset generation and evaluation rollouts.
+"""The local executor: a pool of worker processes on this machine (or this process, with one worker).
 
-One small interface, so that a different backend (Ray, a cluster) can replace it later::
-
-    for r in run_tasks(fn, tasks, workers=4, progress=bar, timeout=300, retries=2, setup_timeout=600):
+    for r in LocalExecutor().run_tasks(fn, tasks, workers=4, progress=bar, timeout=300, retries=2, setup_timeout=600):
         if r.error: ...            # the task raised, hung or kept killing its worker; the others went on
         else: write(r.value)       # results arrive as they complete: write incrementally
 
@@ -11,9 +9,6 @@ One small interface, so that a different backend (Ray, a cluster) can replace it
   task must be picklable, i.e. ``fn`` is a module-level function.
 - ``workers=None`` → one per available core; ``workers=1`` → runs in this process, no pool, so
   tests and debuggers see plain stack frames (no time limit and no retries there: nothing to kill).
-- ``executor``: where tasks run. ``None`` → the one selected with :func:`using_executor` (the
-  runner selects it from ``--executor`` / ``PXP_EXECUTOR`` / the spec), else this local pool.
-  :func:`pxp.core.executors.make_executor` builds one by name (``"ray"``: ``core/ray_executor.py``).
 - Expensive per-process state (a scene with its renderer, ~2 GB) lives in :func:`worker_cache`:
   created lazily by the first task that needs it, reused by the following ones, and closed when
   the :func:`run_tasks` call ends (in-process) or when the worker process exits.
@@ -31,9 +26,9 @@ Failure semantics (a backend that replaces this one keeps them):
   (after its one-time setup, e.g. building the cached scene), or when it is handed to a worker if it
   never calls it; before that call it may take ``setup_timeout`` seconds (default: ``timeout``), so a
   slow worker start-up under load is not taken for a hang. A task past its limit comes back with the error
-  "timed out after N s" (not retried within the call: a hang usually repeats), the pool's workers are
-  killed, the other in-flight tasks are requeued without being counted as failures, and a new pool
-  takes over.
+  "timed out after N s" (not run again: a hang usually repeats). No new task starts on that pool; the
+  other in-flight tasks finish (or hang past their own limits), then its workers are killed and a new pool
+  takes over: tasks that hang together cost one time limit, not one each.
 - Workers die with the parent, however the parent dies (``PR_SET_PDEATHSIG`` on Linux, plus a thread
   that watches the parent pid); they ignore SIGINT, so a Ctrl-C is handled once, by the parent, which
   kills its workers when the iteration stops early (break, exception, Ctrl-C, SIGTERM turned into
@@ -57,21 +52,21 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["TaskResult", "run_tasks", "start_clock", "worker_cache", "close_worker_cache", "default_workers",
-           "using_executor"]
+from .base import Executor, TaskResult
+
+DEFAULT_RETRIES = 2  # runs again of a task whose worker died
 
 
-@dataclass
-class TaskResult:
-    index: int  # position of the task in the input sequence
-    task: Any
-    value: Any = None
-    error: str | None = None  # "ExcType: message (file:line in func)"; None on success
-    traceback: str | None = None  # the full formatted traceback, for logs
+class LocalExecutor(Executor):
+    """This machine's cores: see the module docstring."""
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+    name = "local"
+
+    def run_tasks(self, fn, tasks, *, workers=None, progress=None, initializer=None, initargs=(), timeout=None,
+                  retries=None, setup_timeout=None, skip=None, resources=None) -> Iterator[TaskResult]:
+        """``resources`` is not used: a task may use the whole machine, ``workers`` sets how many run at once."""
+        return run_tasks(fn, tasks, workers, progress, "", initializer, initargs, timeout,
+                         DEFAULT_RETRIES if retries is None else retries, setup_timeout, skip)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,29 +209,19 @@ def _call(fn: Callable, task: Any, index: int | None = None) -> tuple[Any, str |
         return None, line, tb
 
 
+def _call_inline(fn, i: int, task) -> TaskResult:
+    global _CURRENT
+    _CURRENT = None
+    try:
+        return TaskResult(i, task, fn(task))
+    except Exception as exc:  # kept whole too: a caller in this process may re-raise it as it was
+        line, tb = _describe(exc)
+        return TaskResult(i, task, None, line, tb, exception=exc)
+
+
 def _advance(progress) -> None:
     if progress is not None:
         progress.advance(1)
-
-
-# ---------------------------------------------------------------------------------------------
-# Executors: the local pool below, or another backend with a run_tasks(fn, tasks, ...) method
-# ---------------------------------------------------------------------------------------------
-_EXECUTOR: list = [None]  # the executor run_tasks uses when not given one; None = the local pool
-
-
-@contextlib.contextmanager
-def using_executor(executor):
-    """Within the block, :func:`run_tasks` calls without ``executor=`` use ``executor``."""
-    before, _EXECUTOR[0] = _EXECUTOR[0], executor
-    try:
-        yield executor
-    finally:
-        _EXECUTOR[0] = before
-
-
-def current_executor():
-    return _EXECUTOR[0]
 
 
 def run_tasks(
@@ -248,9 +233,9 @@ def run_tasks(
     initializer: Callable | None = None,
     initargs: tuple = (),
     timeout: float | None = None,
-    retries: int = 2,
+    retries: int = DEFAULT_RETRIES,
     setup_timeout: float | None = None,
-    executor: Any = None,
+    skip: Callable[[Any], str | None] | None = None,
 ) -> Iterator[TaskResult]:
     """Run ``fn(task)`` for every task; yield a :class:`TaskResult` per task as each completes.
 
@@ -259,7 +244,8 @@ def run_tasks(
     ``initializer(*initargs)`` runs once in each worker (or once in-process with ``workers=1``).
     ``timeout``: seconds a task may run in a worker; ``retries``: how often a task whose worker died is
     run again (see the module docstring). Stopping the iteration early (break, exception, Ctrl-C)
-    kills the workers and drops the tasks not yet finished.
+    kills the workers and drops the tasks not yet finished. ``skip(task)``, asked just before a task
+    would start, withdraws it: a reason (str) makes it come back unrun, ``skipped`` with that ``error``.
     """
     tasks = list(tasks)
     workers = default_workers() if workers is None else int(workers)
@@ -267,26 +253,17 @@ def run_tasks(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if progress is True:
         yield from _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries,
-                                  setup_timeout, executor)
-        return
-    if isinstance(executor, str):  # "local", or a backend built by pxp.core.executors.make_executor
-        if executor != "local":
-            raise ValueError(f"executor {executor!r}: pass the object pxp.core.executors.make_executor builds")
-        executor = None
-    backend = executor or current_executor()
-    if backend is not None:  # another backend: it schedules by its own resources, not ``workers``
-        yield from backend.run_tasks(fn, tasks, progress=progress, initializer=initializer, initargs=initargs,
-                                     timeout=timeout, retries=retries)
+                                  setup_timeout, skip)
         return
     if workers == 1 or not tasks:
-        yield from _run_inline(fn, tasks, progress, initializer, initargs)
+        yield from _run_inline(fn, tasks, progress, initializer, initargs, skip)
     else:
         limits = _Limits(timeout, max(0, int(retries)), setup_timeout if setup_timeout is not None else timeout)
-        yield from _run_pool(fn, tasks, min(workers, len(tasks)), progress, initializer, initargs, limits)
+        yield from _run_pool(fn, tasks, min(workers, len(tasks)), progress, initializer, initargs, limits, skip)
 
 
 def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeout, retries, setup_timeout,
-                   executor=None):
+                   skip=None):
     from rich.progress import Progress
 
     with Progress(transient=False) as bar:
@@ -297,18 +274,23 @@ def _with_rich_bar(fn, tasks, workers, description, initializer, initargs, timeo
                 bar.advance(task_id, n)
 
         yield from run_tasks(fn, tasks, workers, _Adv(), description, initializer, initargs, timeout, retries,
-                             setup_timeout, executor)
+                             setup_timeout, skip)
 
 
-def _run_inline(fn, tasks, progress, initializer, initargs):
+def _skipped(skip, i, task) -> TaskResult | None:
+    reason = skip(task) if skip is not None else None
+    return None if reason is None else TaskResult(i, task, None, reason, skipped=True)
+
+
+def _run_inline(fn, tasks, progress, initializer, initargs, skip=None):
     # The cache lives exactly as long as this call, as it does in a pool's workers.
     try:
         if initializer is not None:
             initializer(*initargs)
         for i, task in enumerate(tasks):
-            value, err, tb = _call(fn, task)
+            result = _skipped(skip, i, task) or _call_inline(fn, i, task)
             _advance(progress)
-            yield TaskResult(i, task, value, err, tb)
+            yield result
     finally:
         if not _KEEP[0]:
             close_worker_cache()
@@ -331,6 +313,7 @@ class _Pool:
                                             initargs=(os.getpid(), self.clock, initializer, initargs))
         self.pending: dict = {}
         self.procs: dict = {}  # pid → Process, every worker this pool started
+        self.hung = 0  # tasks past their limit, still occupying a worker: the pool takes no new task
 
     def submit(self, fn, i, task, limits) -> None:
         deadline = None if limits.timeout is None else time.monotonic() + limits.setup_timeout
@@ -356,8 +339,15 @@ class _Pool:
         return [f for f, (_, _, d) in self.pending.items() if d is not None and now >= d and not f.done()]
 
     def exit_codes(self) -> list:
+        """The workers' exit codes once the pool broke. The executor's management thread reaps them
+        (terminate_broken joins every worker); a second reaper here would race it: the waitpid that loses
+        gets ECHILD, and the code could be read before the winner records it ("unknown cause"). So the
+        codes are read after that thread has finished, when they are all recorded."""
+        manager = getattr(self.executor, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=30)
         for p in self.procs.values():
-            p.join(timeout=5)  # a loaded machine can take over a second to reap a dead worker
+            p.join(timeout=5)  # no other reaper is left: this only waits for a worker the executor forgot
         codes = [p.exitcode for p in self.procs.values() if p.exitcode not in (None, 0)]
         return [c for c in codes if c != -signal.SIGTERM] or codes  # the executor SIGTERMs the survivors
 
@@ -375,7 +365,7 @@ class _Pool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limits):
+def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limits, skip=None):
     queue = collections.deque(enumerate(tasks))  # (index, task) not yet handed to a worker
     suspects: collections.deque = collections.deque()  # in flight when a pool broke: rerun one at a time
     deaths: dict[int, int] = {}  # index → times its worker died under it (alone, so it is the cause)
@@ -383,7 +373,14 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
     finished = False
     try:
         while queue or suspects or pool.pending:
-            _fill(pool, fn, queue, suspects, workers, limits)
+            if pool.hung and not pool.pending:  # only hung tasks are left on it: replace it
+                pool.kill()
+                pool = _Pool(workers, initializer, initargs)
+            for r in _fill(pool, fn, queue, suspects, workers, limits, skip):
+                _advance(progress)
+                yield r
+            if not pool.pending:
+                continue  # everything left was skipped
             done = pool.wait()
             pool.restart_clocks(limits.timeout)
             broken = [f for f in done if _is_broken(f)]
@@ -404,33 +401,37 @@ def _run_pool(fn, tasks, workers, progress, initializer, initargs, limits: _Limi
                     _advance(progress)
                     yield r
                 continue
-            expired = pool.expired()
-            if expired:
-                late = [pool.pending.pop(f)[:2] for f in expired]
-                requeue = [(i, t) for i, t, _ in pool.pending.values()]
-                pool.kill()
-                pool = _Pool(workers, initializer, initargs)
-                queue.extendleft(reversed(requeue))  # not failures: they were only sharing the pool
-                for i, task in late:
-                    _advance(progress)
-                    yield TaskResult(i, task, None, f"timed out after {limits.timeout:g} s (the worker was killed)")
+            for fut in pool.expired():
+                i, task, _ = pool.pending.pop(fut)
+                pool.hung += 1
+                _advance(progress)
+                yield TaskResult(i, task, None, f"timed out after {limits.timeout:g} s (the worker was killed)")
         finished = True
     finally:
-        if finished:
+        if finished and not pool.hung:
             pool.close()
         else:  # break, exception, Ctrl-C: do not wait for running tasks (one may hang)
             pool.kill()
 
 
-def _fill(pool, fn, queue, suspects, workers, limits) -> None:
+def _fill(pool, fn, queue, suspects, workers, limits, skip) -> list[TaskResult]:
+    """Hand tasks to free workers; returns the ones ``skip`` withdrew instead."""
+    if pool.hung:  # the pool is to be replaced once its other tasks are done
+        return []
     if suspects:  # one suspect alone on the pool: if the pool breaks now, it is the cause
         if not pool.pending:
             i, task = suspects.popleft()
             pool.submit(fn, i, task, limits)
-        return
+        return []
+    skipped = []
     while queue and len(pool.pending) < workers:
         i, task = queue.popleft()
-        pool.submit(fn, i, task, limits)
+        result = _skipped(skip, i, task)
+        if result is None:
+            pool.submit(fn, i, task, limits)
+        else:
+            skipped.append(result)
+    return skipped
 
 
 def _after_death(in_flight, codes, suspects, deaths, retries) -> list[TaskResult]:
