@@ -12,8 +12,9 @@ from pxp.core.cli import cli
 from pxp.core.errors import PluginError, SpecError
 from pxp.core.hookspecs import hookimpl
 from pxp.core.plugins import load_registry, set_registry
-from pxp.core.runner import Runner
 from pxp.core.spec import dump_spec, expand_sweeps, validate_spec
+from pxp.experiment import commands as pipeline_commands
+from pxp.experiment.pipeline import Runner
 import yaml
 from tests import core_plugins
 from tests.core_plugins import ToyPlugin, toy_spec
@@ -285,6 +286,7 @@ def test_evaluating_another_spec_into_a_run_keeps_the_first_specs_results(tmp_pa
 def test_pxp_eval_reruns_evaluations_with_overrides(tmp_path, toy_registry):
     spec = validate_spec(toy_spec(), toy_registry)
     Runner(spec, tmp_path, registry=toy_registry, quiet=True).run(STAGES)
+    pipeline_commands.pxp_register_commands(cli)  # what `pxp` does for the built-in pipeline plugin
     res = CliRunner().invoke(cli, ["eval", str(tmp_path), "--set", "evaluations.e.episodes=5"])
     assert res.exit_code == 0, res.output
     assert core_plugins.CALLS[-1] == ("evaluate", "e") and ("generate", "d") not in core_plugins.CALLS[2:]

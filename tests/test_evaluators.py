@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pxp.core import runner
+from pxp.experiment import pipeline as runner
 from pxp.experiment import evaluation
 from pxp.core.results import write_results
 from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes
@@ -277,7 +277,7 @@ def test_the_spec_checker_sees_evaluator_policies(registry):
 def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, monkeypatch):
     """The real runner and stage context; the two checkpoints stand in for trained policies."""
     pytest.importorskip("libero")
-    from pxp.core.runner import Runner, StageContext
+    from pxp.experiment.pipeline import Runner, StageContext
     from pxp.core.spec import validate_spec
 
     stand_in = {"para": "builtin:expert", "act": "builtin:home"}

@@ -17,7 +17,7 @@ from PIL import Image
 from pxp.core import pool
 from pxp.core.errors import SpecError
 from pxp.core.plugins import registry_from_recipe
-from pxp.core.runner import Runner
+from pxp.experiment.pipeline import Runner
 from pxp.core.spec import validate_spec
 from pxp.testing import (check_config_roundtrip, check_evaluator, check_head, check_objective, check_report_section,
                          plugin_registry)

@@ -27,7 +27,7 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
     from rich.table import Table
 
     from pxp.core.cli import err_console, floats
-    from pxp.core.runner import resolve_device
+    from pxp.experiment.pipeline import resolve_device
     from pxp.experiment.probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
 
     settings = ProbeSettings(points=points, thetas=floats(thetas), phis=floats(phis), seed=read_spec_seed(run_dir))

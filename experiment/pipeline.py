@@ -10,7 +10,8 @@ hash means the config changed, so the old outputs are removed first.
 
 An evaluation with failed episodes is marked ``failed``, never ``done``; the run goes on to the report
 and then stops with an error that counts them. One process at a time works in a run directory
-(:mod:`pxp.core.lock`).
+(:mod:`pxp.core.lock`). The CLI commands that drive it (``pxp run``, ``pxp eval``) are in
+:mod:`pxp.experiment.commands`.
 """
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import io, manifest, pool
-from .errors import PxpError, SpecError
-from .executors import EXECUTORS, make_executor
-from .lock import run_lock
-from .results import collect_results
-from .plugins import Registry, get_registry
-from .spec import (apply_overrides, dump_spec, parse_yaml, referenced_policies, resolve_policy_names, scene_config,
+from pxp.core import io, manifest, pool
+from pxp.core.errors import PxpError, SpecError
+from pxp.core.executors import EXECUTORS, make_executor
+from pxp.core.lock import run_lock
+from pxp.core.results import collect_results
+from pxp.core.plugins import Registry, get_registry
+from pxp.core.spec import (apply_overrides, dump_spec, parse_yaml, referenced_policies, resolve_policy_names, scene_config,
                    validate_spec)
 
 STAGES = ("datasets", "training", "evaluation", "report")
@@ -255,7 +256,7 @@ class Runner:
                                                         [path, path.with_name(path.name + ".partial")], work, verify, [path])
 
     def _stage_training(self, ctx: StageContext) -> None:
-        from pxp.experiment.training import train_policy  # torch is imported only when training is needed
+        from .training import train_policy  # torch is imported only when training is needed
 
         if ctx.executor is not None:
             return self._train_on_cluster(ctx)
@@ -271,7 +272,7 @@ class Runner:
         each awaited by a driver thread that runs the usual cache bookkeeping around it."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from .ray_executor import train_remotely
+        from pxp.core.ray_executor import train_remotely
 
         for wave in training_waves(self.spec):
             with ThreadPoolExecutor(len(wave)) as threads:
@@ -301,7 +302,7 @@ class Runner:
         collect_results(self.run_dir, self.spec)
 
     def _stage_report(self, ctx: StageContext) -> None:
-        from pxp.experiment.report import write_report
+        from .report import write_report
 
         io.remove_torn(self.run_dir / "plots")  # temp files of a report that was killed mid-write
         path = write_report(self.run_dir, ctx)
@@ -398,7 +399,7 @@ def _dataset_problem(generator, path: Path) -> str | None:
 
 def _checkpoint_problem(directory: Path) -> str | None:
     """None when the checkpoint's marker is complete and its model file matches the recorded sha256."""
-    from pxp.experiment.policy import MARKER, read_marker
+    from .policy import MARKER, read_marker
 
     directory = Path(directory)
     marker = read_marker(directory)
@@ -456,7 +457,7 @@ def _check_checkpoints_match(spec, run_dir: Path, source: str) -> None:
     """Evaluation without training (``pxp eval``, ``pxp run --stage evaluation``) uses the checkpoints as
     trained: a spec whose backbone or head differs from them would be reported under a config the
     weights never had."""
-    from pxp.experiment.policy import read_marker
+    from .policy import read_marker
 
     problems = []
     for name, pol in spec.policies.items():
