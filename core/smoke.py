@@ -126,9 +126,9 @@ def smallest_grid(split: Any, rows: int, cols: int, make_grid, shapes=DATASET_SH
 def _plugin_overrides(registry, kind: str, section: dict) -> dict:
     """What the section's config model says to change at smoke scale ({} without a smoke() hook)."""
     comp = registry.components.get(kind, {}).get(section.get("type"))
-    model = getattr(comp, "config_model", None)
-    if model is None or not hasattr(model, "smoke"):
-        return {}
+    if comp is None:
+        return {}  # an unknown type: validation names it
+    model = comp.config_model
     try:
         config = model.model_validate(section)
     except ValidationError:

@@ -63,7 +63,7 @@ class PointFigure:
 
 def figure_of(policy):
     """The head's figure, else the default point figure titled with the head's type."""
-    figure = getattr(policy.head, "figure", None)
+    figure = policy.head.figure
     return figure if figure is not None else PointFigure((policy.config.get("head") or {}).get("type", "head"))
 
 
@@ -273,9 +273,7 @@ class _OodFrames:
 
     def close(self) -> None:
         if self.scene is not None and not self.shared:
-            close = getattr(self.scene, "close", None)
-            if close:
-                close()
+            self.scene.close()
             self.scene = None
 
 

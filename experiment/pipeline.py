@@ -390,11 +390,10 @@ def _failure_text(marker: dict) -> str:
 
 
 def _dataset_problem(generator, path: Path) -> str | None:
-    """None when the dataset file exists and the generator's ``verify(path)`` (if it has one) accepts it."""
+    """None when the dataset file exists and the generator's ``verify(path)`` accepts it."""
     if not Path(path).exists():
         return f"{path} is missing"
-    verify = getattr(generator, "verify", None)
-    return verify(path) if callable(verify) else None
+    return generator.verify(path)
 
 
 def _checkpoint_problem(directory: Path) -> str | None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from pxp.core import io
 from pxp.core.camera import Camera
+from pxp.core.contracts import RolloutPolicy
 from pxp.core.errors import PxpError
 
 MARKER = "checkpoint.json"
@@ -43,7 +44,7 @@ def image_uv(batch: dict, key: str):
 
 # ---------------------------------------------------------------- the policy
 
-class Policy:
+class Policy(RolloutPolicy):
     """Backbone + head. ``config`` holds the JSON dumps of the backbone/head/objective configs."""
 
     def __init__(self, backbone, head, config: dict, device="cpu"):
@@ -60,7 +61,7 @@ class Policy:
 
     @property
     def weights_info(self) -> dict:
-        return dict(getattr(self.backbone, "weights_info", {"source": "unknown"}))
+        return dict(self.backbone.weights_info)
 
     def _inputs(self, batch: dict, teacher: bool):
         import torch.nn.functional as F

@@ -95,7 +95,7 @@ def probe_policies(policies: dict, scene, points: list[ProbePoint], seed: int = 
     at = None  # (offset, seed) of the pre-grasp state the scene is in now, if any
     for pt in points:
         t0 = time.perf_counter()
-        if at == (pt.offset, seed) and hasattr(scene, "set_view"):
+        if at == (pt.offset, seed) and scene.can_set_view:
             # Same state, another camera: the view changes no physics, so only the frame is rendered again.
             scene.set_view(pt.view)
             state = {**state, "obs": scene.observe()}
@@ -107,13 +107,11 @@ def probe_policies(policies: dict, scene, points: list[ProbePoint], seed: int = 
         grasps = np.asarray(state["grasps"], float).reshape(-1, 3)
         for name, policy in policies.items():
             t0 = time.perf_counter()
-            if hasattr(policy, "prepare"):  # privileged test policies plan from the scene, as in an evaluation
+            if policy.privileged:  # privileged test policies plan from the scene, as in an evaluation
                 policy.prepare(scene, offset=pt.offset, view=pt.view, seed=seed)
                 at = None  # prepare reset the scene
-            if hasattr(policy, "reset"):
-                policy.reset()
-            if hasattr(policy, "seek"):
-                policy.seek(state["steps"])
+            policy.reset()
+            policy.seek(state["steps"])
             targets = _predict(policy, obs, camera)
             query_s[name] += time.perf_counter() - t0
             samples.append(_sample(name, pt, targets, grasps, state))
@@ -209,7 +207,7 @@ def _checkpoint_id(ckpt: Path) -> dict:
 
 
 def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, registry) -> dict:
-    from .evaluation import scene_workspace
+    from .evaluation import offset_extent
     from .policy import load_policy
 
     t0 = time.perf_counter()
@@ -223,7 +221,7 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, reg
     if not policies:
         raise PxpError(f"{run_dir}: none of the checkpoints {sorted(checkpoints)} could be loaded (see above)")
     load_s = time.perf_counter() - t0
-    points = sweep(scene_workspace(scene_cfg), getattr(scene_cfg, "offset", (0.0, 0.0)), settings)
+    points = sweep(offset_extent(scene_cfg), scene_cfg.offset, settings)
     t0 = time.perf_counter()
     scene = registry.create("scenes", scene_cfg)
     try:
@@ -231,15 +229,13 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, reg
         with _one_torch_thread(device):
             result = probe_policies(policies, scene, points, seed=settings.seed, log=log)
     finally:
-        close = getattr(scene, "close", None)
-        if close:
-            close()
+        scene.close()
     result["timing"].update(load_seconds=round(load_s, 2), scene_build_seconds=round(build_s, 2),
-                            image_size=getattr(scene_cfg, "image_size", None), device=str(device))
+                            image_size=scene_cfg.image_size, device=str(device))
     info = {n: {"head": pol.config.get("head", {}).get("type"), "step": pol.step, "horizon": pol.horizon,
                 "train_region": training_region(run_dir, spec, n)} for n, pol in policies.items()}
     return {"format": FORMAT, "settings": asdict(settings), "scene": scene_cfg.model_dump(mode="json"),
-            "workspace": [list(a) for a in scene_workspace(scene_cfg)],
+            "workspace": [list(a) for a in offset_extent(scene_cfg)],
             "policies": info, **result, "summary": summarize(result["samples"], info)}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from pxp.core import io
+from pxp.core.contracts import ReportSection, section_problem
 from . import plots, stats
 from .stats import pct, wpct  # noqa: F401  (the one rate format; re-exported for sections)
 
@@ -166,10 +167,9 @@ class Report:
         """The scene's :class:`pxp.core.contracts.Outcomes` (how episodes end, their weights and colours)."""
         scene = (self.spec.get("scene") or {}).get("type")
         comp = self.registry.components["scenes"].get(scene)
-        outcomes = getattr(comp.config_model, "outcomes", None) if comp else None
-        if outcomes is None:
-            raise ValueError(f"report: scene {scene!r} is not installed or declares no outcomes")
-        return outcomes
+        if comp is None:
+            raise ValueError(f"report: scene {scene!r} is not installed")
+        return comp.config_model.outcomes
 
     def score(self, episodes) -> dict:
         """Counts, rates and intervals of these episodes (:func:`pxp.experiment.stats.summarize_outcomes`)."""
@@ -182,14 +182,14 @@ class Report:
         """How reports name a policy's head: the head config's ``label`` (e.g. a family name), else its type."""
         head = self.spec["policies"].get(policy, {}).get("head", {}).get("type", "")
         comp = self.registry.components["heads"].get(head)
-        label = getattr(comp.config_model, "label", None) if comp else None
+        label = comp.config_model.label if comp else None
         return label or head or "?"
 
     def axis(self, evaluation: str) -> str:
         """What an evaluation varies, for headings: its config model's ``axis``, else its type."""
         etype = self.evaluation_config(evaluation).get("type")
         comp = self.registry.components["evaluators"].get(etype)
-        axis = getattr(comp.config_model, "axis", None) if comp else None
+        axis = comp.config_model.axis if comp else None
         return axis or etype
 
     def evaluation_config(self, evaluation: str) -> dict:
@@ -229,7 +229,7 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     doc.h(1, title)
     if report.spec.get("description"):
         doc.p(report.spec["description"])
-    ordered = sorted(sections(report), key=lambda s: getattr(s, "order", 50))
+    ordered = sorted(sections(report), key=lambda s: s.order)
     # The figures' worker process and the sections' slow work (the probe) run side by side: two cores.
     figures = threading.Thread(target=_prediction_figures, args=(report,), daemon=True)
     if report.settings.get("heatmaps", True):
@@ -245,17 +245,13 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     return report.run_dir / "report.html"
 
 
-def _guarded(section, method: str, *args) -> None:
-    """Call a section's ``prepare`` / ``render`` (when it has one): one section must not cost the others."""
-    fn = getattr(section, method, None)
-    if fn is None:
-        return
+def _guarded(section: ReportSection, method: str, *args) -> None:
+    """Call a section's ``prepare`` or ``render``: one section must not cost the others."""
     try:
-        fn(*args)
+        (section.prepare if method == "prepare" else section.render)(*args)
     except Exception as exc:
         what = "not written" if method == "render" else f"{method} failed"
-        print(f"warning: report section {getattr(section, 'title', section)!r} {what}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(f"warning: report section {section.title!r} {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def sections(report: Report) -> list:
@@ -265,10 +261,18 @@ def sections(report: Report) -> list:
     if manager is not None:
         for impl in manager.hook.pxp_report_sections.get_hookimpls():
             try:
-                out.extend(impl.function(report=report) or [])
+                given = list(impl.function(report=report) or [])
             except Exception as exc:
                 print(f"warning: report: plugin {impl.plugin_name!r} gave no sections: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
+                continue
+            for section in given:
+                problem = section_problem(section)
+                if problem:  # refused, named; the other sections are still written
+                    print(f"warning: report: a section of plugin {impl.plugin_name!r} is left out: {problem}",
+                          file=sys.stderr)
+                else:
+                    out.append(section)
     return out
 
 
@@ -292,7 +296,7 @@ def _figures_task(args) -> list[str]:
     return [str(p) for p in write_strips(run_dir, spec, device, registry=registry_from_recipe(recipe))]
 
 
-class FailedEpisodes:
+class FailedEpisodes(ReportSection):
     """One paragraph counting the episodes that crashed, timed out or lost their worker, if any (right
     after a plugin's summary, order 10)."""
 
@@ -328,7 +332,7 @@ def by_policy(episodes) -> dict[str, list]:
 
 # ---------------------------------------------------------------- one section per evaluation
 
-class EvaluationSections:
+class EvaluationSections(ReportSection):
     title, order = "Evaluations", 20
 
     def render(self, report: Report, doc: Doc) -> None:
@@ -342,9 +346,9 @@ def evaluation_section(report: Report, doc: Doc, name: str, eps: list) -> None:
     policy_table(report, doc, groups)
     summary = report.summary(name)
     evaluator = report.evaluator(name)
-    figures = getattr(evaluator, "report_figures", None)
+    figures = evaluator.report_figures if evaluator is not None else None
     (figures or position_figures)(report, doc, name, eps, summary)
-    section = evaluator.report_section(summary) if evaluator is not None and hasattr(evaluator, "report_section") else ""
+    section = evaluator.report_section(summary) if evaluator is not None else ""
     if section:
         doc.md(section)
     videos = [e for e in eps if e.get("video")]
@@ -385,7 +389,7 @@ def position_figures(report: Report, doc: Doc, name: str, eps: list, summary: di
 
 # ---------------------------------------------------------------- training and provenance
 
-class TrainingSection:
+class TrainingSection(ReportSection):
     title, order = "Training", 40
 
     def render(self, report: Report, doc: Doc) -> None:
@@ -425,7 +429,7 @@ def _weights_text(result: dict, backbone: dict) -> str:
     return "random init" if not backbone.get("weights") else str(backbone["weights"])
 
 
-class ProvenanceSection:
+class ProvenanceSection(ReportSection):
     title, order = "Provenance", 90
 
     def render(self, report: Report, doc: Doc) -> None:

@@ -140,7 +140,7 @@ def check_head(registry: Registry, name: str, batch: int = 2, **fields) -> HeadS
     assert getattr(head, "output_kind", None) == kind, f"head.output_kind {getattr(head, 'output_kind', None)!r} != {kind!r}"
     T, size, dim = int(head.horizon), _Backbone.image_size, _Backbone.embed_dim
     if hasattr(head, "prepare"):
-        head.prepare(HeadSetup(workspace=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_head"), log=lambda m: None))
+        head.prepare(HeadSetup(end_effector_box=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_head"), log=lambda m: None))
     data = _batch(batch, T, size)
     side = size // _Backbone.patch_size
     cond = {"eef_uv": data["eef_pixel"] / size, "eef_pos": data["eef_pos"], "gripper": data["gripper"],

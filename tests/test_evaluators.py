@@ -11,7 +11,7 @@ import pytest
 from pxp.experiment import pipeline as runner
 from pxp.experiment import evaluation
 from pxp.core.results import write_results
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes
+from pxp.experiment.evaluation import EpisodeTask, EpisodeEvaluator, EpisodeEvaluatorConfig, run_episodes
 from pxp.testing import check_config_roundtrip, check_light_import, plugin_registry
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -149,7 +149,7 @@ def test_distractors_default_scene_and_position(registry, tmp_path):
 
 # ----------------------------------------------------------------------------- real runs
 
-class Scripted(Evaluator):
+class Scripted(EpisodeEvaluator):
     """A test evaluator: expert and home policies on two training positions, plus one crash."""
 
     def episodes(self, ctx):
@@ -160,7 +160,7 @@ class Scripted(Evaluator):
         return tasks
 
 
-class ScriptedConfig(EvaluatorConfig):
+class ScriptedConfig(EpisodeEvaluatorConfig):
     type: str = "scripted"
 
 

@@ -24,8 +24,8 @@ SIZE = SCENE_SIZE
 
 
 def test_expert_follows_the_bowl_everywhere_and_a_fixed_point_does_not(scene):
-    (x0, x1), (y0, y1) = scene.workspace
-    points = sweep(scene.workspace, (0.0, 0.0), ProbeSettings(points=5, thetas=(0, 25), phis=(90,)))
+    (x0, x1), (y0, y1) = scene.offset_extent
+    points = sweep(scene.offset_extent, (0.0, 0.0), ProbeSettings(points=5, thetas=(0, 25), phis=(90,)))
     assert [p.position for p in points if p.axis == "x"] == pytest.approx(np.linspace(x0, x1, 5))  # full extent
     assert [p.position for p in points if p.axis == "y"] == pytest.approx(np.linspace(y0, y1, 5))
     centre = scene.pregrasp(offset=((x0 + x1) / 2, (y0 + y1) / 2), seed=0)["grasps"][0]

@@ -28,15 +28,15 @@ PLUGIN = '''
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pxp.core.contracts import Head, HeadConfig, ObjectiveConfig, ReportSection
 from pxp.core.hookspecs import hookimpl
 
 BLUE = (0, 0, 255)
 
 
-class DirectXyzConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DirectXyzConfig(HeadConfig):
     output_kind: ClassVar[str] = "direct_xyz"  # a new kind: out["xyz"] (B, T, 3) world metres
     label: ClassVar[str] = "Direct"
     type: Literal["direct_xyz"] = "direct_xyz"
@@ -44,8 +44,7 @@ class DirectXyzConfig(BaseModel):
     hidden_dim: int = Field(16, gt=0)
 
 
-class XyzMseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class XyzMseConfig(ObjectiveConfig):
     accepts: ClassVar[tuple] = ("direct_xyz",)
     type: Literal["xyz_mse"] = "xyz_mse"
 
@@ -72,7 +71,7 @@ def make_head(config, backbone):
     import torch
     from torch import nn
 
-    class DirectHead(nn.Module):
+    class DirectHead(nn.Module, Head):
         output_kind = "direct_xyz"
         figure = DirectFigure()
 
@@ -105,7 +104,7 @@ def make_objective(config):
     return objective
 
 
-class DirectSection:
+class DirectSection(ReportSection):
     title, order = "Direct head", 15
 
     def render(self, report, doc):

@@ -106,7 +106,7 @@ def test_act_output_space_is_the_scene_workspace_whatever_the_split(tmp_path, re
     from pxp.plugins.scenes.libero import BOWL_XY, LiberoSceneConfig
 
     scene = LiberoSceneConfig()
-    low, high = (np.array(b) for b in scene.workspace_bounds())
+    low, high = (np.array(b) for b in scene.end_effector_box())
     boxes = {}
     for split, goal_y in (("left", (-0.18, -0.06)), ("right", (0.06, 0.18))):
         c = Ctx(tmp_path / split, reg)
@@ -241,7 +241,7 @@ def test_policies_overfit_a_handful_of_real_samples(libero_demo, tmp_path, reg, 
     tcfg = TrainConfig(steps=steps, lr=lr, warmup_steps=5, eval_every=steps, batch_size=8)
     from pxp.plugins.scenes.libero import LiberoSceneConfig
 
-    box = (*LiberoSceneConfig().workspace_bounds(), "scene libero_bowl_plate")  # what train_policy passes
+    box = (*LiberoSceneConfig().end_effector_box(), "scene libero_bowl_plate")  # what train_policy passes
     s = train(policy, objective, handful, None, tcfg, tmp_path / head, log=lambda m: None, workspace=box)
     first = io.read_jsonl(tmp_path / head / "metrics.jsonl")[0]["loss"]
     assert s["final_loss"] <= first / 10, (first, s["final_loss"])

@@ -23,12 +23,12 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions
+from pxp.experiment.evaluation import EpisodeTask, EpisodeEvaluator, EpisodeEvaluatorConfig, episode_seed, pick_positions
 from pxp.core.grid import SplitConfig, check_grid_split, explicit
 from pxp.core.hookspecs import hookimpl
 
 
-class DataEfficiencyConfig(EvaluatorConfig):
+class DataEfficiencyConfig(EpisodeEvaluatorConfig):
     """Binary and weighted success per (initialisation, demo count)."""
 
     type: Literal["data_efficiency"] = "data_efficiency"
@@ -55,7 +55,7 @@ class DataEfficiencyConfig(EvaluatorConfig):
         return self
 
 
-class DataEfficiency(Evaluator):
+class DataEfficiency(EpisodeEvaluator):
     def episodes(self, ctx) -> list[EpisodeTask]:
         cfg = self.config
         scene = ctx.scene_config(**cfg.scene)

@@ -8,6 +8,7 @@ either head, so a run of other heads gets no word of PARA or ACT.
 """
 from __future__ import annotations
 
+from pxp.core.contracts import ReportSection
 from pxp.core.hookspecs import hookimpl
 from pxp.core.results import episode_pair_key
 from pxp.experiment import stats
@@ -17,7 +18,7 @@ from pxp.experiment.stats import pct
 HEADS = ("PARA", "ACT")
 
 
-class ParaVsActSummary:
+class ParaVsActSummary(ReportSection):
     title, order = "Summary", 10
 
     def render(self, report, doc) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pxp.core import io
+from pxp.core.contracts import ReportSection
 from pxp.core.hookspecs import hookimpl
 
 
@@ -47,7 +48,7 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
     click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")
 
 
-class ProbeSection:
+class ProbeSection(ReportSection):
     title, order = "Probe", 30
 
     def prepare(self, report) -> None:

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pxp.core.contracts import Outcomes
+from pxp.core.contracts import Outcomes, SceneConfig
 from pxp.plugins.scenes.libero.outcomes import OUTCOMES
 
 # Measured on LIBERO-Spatial task 0 (DESIGN.md §5): nominal object centres before the offset, table extent.
@@ -42,7 +42,7 @@ def check_view(theta: float, phi: float) -> None:
         raise ValueError(f"view theta must be in [0, 80] degrees (tilt from the default agentview), got {theta}")
 
 
-class LiberoSceneConfig(BaseModel):
+class LiberoSceneConfig(SceneConfig):
     """LIBERO-Spatial task 0 (black bowl → plate) with pxp's placement, cameras and executor."""
 
     model_config = ConfigDict(extra="forbid")
@@ -113,7 +113,11 @@ class LiberoSceneConfig(BaseModel):
     check_offset = staticmethod(check_offset)
     check_view = staticmethod(check_view)
 
-    def workspace_bounds(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    def offset_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((dx_min, dx_max), (dy_min, dy_max)) of the object-offset grid, m."""
+        return tuple(map(float, self.workspace_dx)), tuple(map(float, self.workspace_dy))
+
+    def end_effector_box(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """(low, high) world xyz box holding every end-effector target of this scene: the bowl and
         plate footprints over the whole offset grid (``workspace_dx/dy``) grown by the grasp/release
         margin, the robot's home pose, and heights from the table top to above home.
