@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import io
+from .rundir import RunDir
 
 EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
                   "error", "diagnostics", "video")
@@ -34,7 +35,7 @@ def public_episode(ep: dict) -> dict:
 
 def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Path:
     """Write ``run_dir/results.json`` atomically (temp file + os.replace): see docs/evaluation.md."""
-    path = Path(run_dir) / "results.json"
+    path = RunDir(run_dir).results
     io.write_json(path, {**extra, "episodes": [public_episode(e) for e in episodes], "summaries": summaries})
     return path
 
@@ -43,11 +44,12 @@ def collect_results(run_dir, spec) -> Path:
     """Collect every evaluation's ``evals/<name>/result.json`` (episodes and summary) into results.json: the
     spec's evaluations in its order, then any other evaluation run into this directory (by another spec, e.g.
     larger samples of the same policies), so that evaluating one spec never drops another's results."""
-    evals = Path(run_dir) / "evals"
-    others = sorted(p.parent.name for p in evals.glob("*/result.json") if p.parent.name not in spec.evaluations)
+    run = RunDir(run_dir)
+    others = sorted(p.name for p in run.evals.glob("*")
+                    if p.name not in spec.evaluations and run.eval_result(p.name).exists())
     episodes, summaries, configs = [], {}, {}
     for name in [*spec.evaluations, *others]:
-        data = io.read_json(evals / name / "result.json")
+        data = io.read_json(run.eval_result(name))
         if data:
             episodes.extend(data["episodes"])
             summaries[name] = {"evaluator": data["evaluator"], **(data.get("summary") or {})}

@@ -13,6 +13,7 @@ import click
 
 from pxp.core.cli import err_console, load_spec_option
 from pxp.core.hookspecs import hookimpl
+from pxp.core.rundir import RunDir
 from .pipeline import STAGES, Runner, evaluate_run, resolve_executor
 from .training import preflight
 
@@ -44,7 +45,7 @@ def run(spec_path, out, force, stages, device, workers, sets, executor, address,
         _require_ray()
     Runner(spec, run_dir, force=force, device=device, workers=workers, executor=executor,
            address=address).run(stages or STAGES)
-    report = run_dir / "report.html"
+    report = RunDir(run_dir).report_html
     click.echo(f"run directory: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))
 
 
@@ -71,7 +72,7 @@ def _require_ray() -> None:
 def eval_(run_dir, episodes, sets, workers, device):
     """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
     results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True)
-    click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
+    click.echo(f"results: {results}\nreport: {RunDir(run_dir).report_html}")
 
 
 @hookimpl

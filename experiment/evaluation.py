@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from pxp.core import contracts, io, pool
+from pxp.core.rundir import RunDir
 from pxp.core.results import EPISODE_FIELDS, episode_pair_key, pair_key  # noqa: F401  (re-exported)
 from . import stats
 
@@ -382,7 +383,7 @@ class EpisodeEvaluator(contracts.Evaluator, abc.ABC):
         ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
             episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log,
-                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
+                                    journal=RunDir(ctx.run_dir).eval_journal(name),
                                     timeout=self.config.time_limit(), retries=self.config.episode_retries)
         for ep in episodes:  # the report links videos relative to the run directory
             if ep.get("video"):
@@ -431,7 +432,7 @@ class EpisodeEvaluator(contracts.Evaluator, abc.ABC):
         for t in tasks:
             k = seen.get(t.policy, 0)
             if k < n:
-                path = Path(ctx.run_dir) / "evals" / self.name(ctx) / "videos" / f"{t.policy}-{k:02d}.mp4"
+                path = RunDir(ctx.run_dir).eval_video(self.name(ctx), t.policy, k)
                 t = _replace(t, video_path=str(path))
             seen[t.policy] = k + 1
             out.append(t)

@@ -25,6 +25,7 @@ import numpy as np
 
 from pxp.core import io, pool
 from pxp.core.camera import Camera
+from pxp.core.rundir import RunDir
 
 PANEL = 160  # px per panel (images are resized to this width)
 GAP = 4
@@ -104,7 +105,7 @@ def write_strips(run_dir: Path, spec_dict: dict, device="cpu", *, n_train: int =
         return []
     import timm  # noqa: F401  (triton before any scene renders: the other order segfaults)
 
-    results = io.read_json(run_dir / "results.json", {}) or {}
+    results = io.read_json(RunDir(run_dir).results, {}) or {}
     episodes = results.get("episodes") or []
     written: list[Path] = []
     for ev_name, names in work.items():
@@ -157,7 +158,7 @@ def _expand(names, groups: dict) -> list[str]:
 def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log, registry) -> Path | None:
     from .policy import load_policy, read_marker
 
-    ckpt = run_dir / "checkpoints" / pol
+    ckpt = RunDir(run_dir).checkpoint(pol)
     policy = load_policy(ckpt, device=device, registry=registry)
     marker = read_marker(ckpt) or {}
     figure = figure_of(policy)
@@ -183,7 +184,7 @@ def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log
     title = f"{ev_name} - {pol} ({figure.title}, step {policy.step})"
     legend = figure.legend + "; white ring: the demo's true future eef"
     image = _compose(rows, policy.horizon, title, legend, figure)
-    path = run_dir / "plots" / f"{ev_name}_{pol}_heatmaps.png"
+    path = RunDir(run_dir).plot(f"{ev_name}_{pol}_heatmaps.png")
     with io.atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return path
@@ -197,7 +198,7 @@ def _train_frames(run_dir: Path, pol_cfg: dict, marker: dict, n: int, horizon: i
 
     if n <= 0:
         return []
-    path = run_dir / "data" / f"{pol_cfg['dataset']}.hdf5"
+    path = RunDir(run_dir).dataset(pol_cfg["dataset"])
     out = []
     with open_dataset(path) as f:
         demos = list(((marker.get("demos") or {}).get("train")) or range(len(f)))

@@ -28,6 +28,7 @@ from pxp.core.contracts import RolloutPolicy
 from pxp.core.errors import PxpError
 
 MARKER = "checkpoint.json"
+METRICS = "metrics.jsonl"
 FORMAT = "pxp-policy/1"
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from pxp.core import io
 from pxp.core.errors import PxpError
+from pxp.core.rundir import RunDir
 
 FORMAT = "pxp-probe/1"
 AXES = ("x", "y", "view")
@@ -144,16 +145,16 @@ def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = 
     redone when the checkpoints, the scene and the settings are unchanged (``force`` redoes it)."""
     run_dir = Path(run_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    spec = _read_spec(run_dir)
+    registry = registry if registry is not None else _default_registry()
+    spec = RunDir(run_dir).read_spec(registry)
     checkpoints = trained_policies(run_dir, spec)
     if not checkpoints:
         raise PxpError(f"{run_dir}: no trained policy to probe (no complete checkpoint under "
-                       f"{run_dir / 'checkpoints'}/<policy>); run `pxp run SPEC` first")
-    settings = settings or ProbeSettings(seed=int(spec.get("seed") or 0))
-    registry = registry if registry is not None else _default_registry()
-    scene_cfg = _scene_config(spec, registry)
+                       f"{RunDir(run_dir).checkpoints}/<policy>); run `pxp run SPEC` first")
+    settings = settings or ProbeSettings(seed=spec.seed)
+    scene_cfg = spec.scene
     key = io.config_hash(FORMAT, asdict(settings), scene_cfg, {n: _checkpoint_id(p) for n, p in checkpoints.items()})
-    path = run_dir / "probe" / "probe.json"
+    path = probe_file(run_dir)
     old = io.read_json(path)
     if not force and isinstance(old, dict) and old.get("key") == key:
         log(f"probe: up to date ({path})")
@@ -166,37 +167,25 @@ def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = 
     return path
 
 
-def trained_policies(run_dir: Path, spec: dict) -> dict[str, Path]:
+def probe_file(run_dir) -> Path:
+    return RunDir(run_dir).plugin_dir("probe") / "probe.json"
+
+
+def trained_policies(run_dir: Path, spec) -> dict[str, Path]:
     """name → checkpoint directory for every complete checkpoint, in the spec's policy order."""
     from .policy import read_marker
 
-    root = run_dir / "checkpoints"
-    names = list((spec.get("policies") or {}))
+    root = RunDir(run_dir).checkpoints
+    names = list(spec.policies)
     if root.is_dir():
         names += sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in names)
     return {n: root / n for n in names if (root / n).is_dir() and read_marker(root / n)}
-
-
-def _read_spec(run_dir: Path) -> dict:
-    import yaml
-
-    path = run_dir / "spec.resolved.yaml"
-    if not path.exists():
-        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def _default_registry():
     from pxp.core.plugins import get_registry
 
     return get_registry()
-
-
-def _scene_config(spec: dict, registry):
-    raw = dict(spec.get("scene") or {})
-    if "type" not in raw:
-        raise PxpError("spec.resolved.yaml: scene.type is missing")
-    return registry.get("scenes", raw["type"]).config_model.model_validate(raw)
 
 
 def _checkpoint_id(ckpt: Path) -> dict:
@@ -256,20 +245,19 @@ def _one_torch_thread(device: str):
 
 # ---------------------------------------------------------------- training region
 
-def training_region(run_dir: Path, spec: dict, policy: str) -> dict | None:
+def training_region(run_dir: Path, spec, policy: str) -> dict | None:
     """Offsets and views of the demos the policy trained on, from its dataset file and checkpoint
     marker (``demos.train``): {"offsets": [[dx, dy], ...], "thetas": [...]}; None if unreadable."""
     from .data import open_dataset
     from .policy import read_marker
 
-    pol = (spec.get("policies") or {}).get(policy) or {}
-    marker = read_marker(run_dir / "checkpoints" / policy) or {}
-    dataset = pol.get("dataset") or marker.get("dataset")
-    path = run_dir / "data" / f"{dataset}.hdf5"
-    if not dataset or not path.exists():
+    pol = spec.policies.get(policy)
+    marker = read_marker(RunDir(run_dir).checkpoint(policy)) or {}
+    dataset = pol.dataset if pol is not None else marker.get("dataset")
+    if not dataset or not RunDir(run_dir).dataset(dataset).exists():
         return None
     try:
-        with open_dataset(path) as f:
+        with open_dataset(RunDir(run_dir).dataset(dataset)) as f:
             chosen = (marker.get("demos") or {}).get("train")
             idx = [int(i) for i in (range(len(f)) if chosen is None else chosen) if 0 <= int(i) < len(f)]
             attrs = [f.demos[i].attrs for i in idx]
@@ -325,7 +313,7 @@ def _errors(rows: list[dict], prefix: str) -> dict:
 # ---------------------------------------------------------------- plots
 
 def plot_paths(run_dir: Path) -> dict[str, Path]:
-    return {axis: Path(run_dir) / "plots" / f"probe_{axis}.png" for axis in AXES}
+    return {axis: RunDir(run_dir).plot(f"probe_{axis}.png") for axis in AXES}
 
 
 def write_plots(run_dir: Path, data: dict) -> dict[str, Path]:
@@ -341,8 +329,8 @@ def write_plots(run_dir: Path, data: dict) -> dict[str, Path]:
     return written
 
 
-def read_spec_seed(run_dir) -> int:
-    return int(_read_spec(Path(run_dir)).get("seed") or 0)
+def read_spec_seed(run_dir, registry=None) -> int:
+    return RunDir(run_dir).read_spec(registry).seed
 
 
 def summary_rows(data: dict) -> list[list]:
@@ -365,11 +353,11 @@ def ensure_probe(run_dir, device: str = "cpu", log=None, registry=None) -> Path 
     """The report's call: probe a run that has trained policies, with the settings of an earlier probe
     (``pxp probe --points …``) or the defaults; cached like :func:`run_probe`. None: nothing to probe."""
     run_dir = Path(run_dir)
-    spec = _read_spec(run_dir)
+    spec = RunDir(run_dir).read_spec(registry)
     if not trained_policies(run_dir, spec):
         return None
-    old = io.read_json(run_dir / "probe" / "probe.json")
-    settings = SMOKE_SETTINGS if spec.get("smoke") else None  # a smoke run checks the path, not the numbers
+    old = io.read_json(probe_file(run_dir))
+    settings = SMOKE_SETTINGS if spec.smoke else None  # a smoke run checks the path, not the numbers
     if isinstance(old, dict) and isinstance(old.get("settings"), dict):
         s = old["settings"]
         settings = ProbeSettings(points=int(s["points"]), thetas=tuple(s["thetas"]), phis=tuple(s["phis"]),

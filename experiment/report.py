@@ -18,11 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pxp.core import io
 from pxp.core.contracts import ReportSection, section_problem
+from pxp.core.rundir import RunDir
 from . import plots, stats
+from .policy import METRICS
 from .stats import pct, wpct  # noqa: F401  (the one rate format; re-exported for sections)
 
 SMOKE_BANNER = ("SMOKE RUN (pxp run --smoke): every size shrunk (64 px images, tiny random-init backbones, a few "
@@ -148,14 +149,15 @@ class Report:
         self.run_dir = Path(run_dir)
         self.registry = registry if registry is not None else get_registry()
         self.device, self.log = device, log
-        self.spec = yaml.safe_load((self.run_dir / "spec.resolved.yaml").read_text())
-        self.results = io.read_json(self.run_dir / "results.json", {"episodes": [], "summaries": {}})
-        self.manifest = io.read_json(self.run_dir / "manifest.json", {})
+        self.paths = RunDir(run_dir)
+        self.spec = self.paths.spec_data()  # plain data: sections read it, and the figures' worker process gets it
+        self.results = io.read_json(self.paths.results, {"episodes": [], "summaries": {}})
+        self.manifest = io.read_json(self.paths.manifest, {})
         self.episodes = self.results.get("episodes", [])
         self.evaluations: dict[str, list] = defaultdict(list)
         for e in self.episodes:
             self.evaluations[e["evaluation"]].append(e)
-        self.plots = self.run_dir / "plots"
+        self.plots = self.paths.plots
         self.plots.mkdir(exist_ok=True)
 
     @property
@@ -240,9 +242,9 @@ def write_report(run_dir: Path, ctx=None) -> Path:
         figures.join()
     for section in ordered:
         _guarded(section, "render", report, doc)
-    io.write_text(report.run_dir / "report.md", doc.markdown())
-    io.write_text(report.run_dir / "report.html", doc.html(title))
-    return report.run_dir / "report.html"
+    io.write_text(report.paths.report_md, doc.markdown())
+    io.write_text(report.paths.report_html, doc.html(title))
+    return report.paths.report_html
 
 
 def _guarded(section: ReportSection, method: str, *args) -> None:
@@ -393,13 +395,13 @@ class TrainingSection(ReportSection):
     title, order = "Training", 40
 
     def render(self, report: Report, doc: Doc) -> None:
-        run_dir, spec = report.run_dir, report.spec
-        metrics = {p: io.read_jsonl(run_dir / "checkpoints" / p / "metrics.jsonl") for p in spec.get("policies", {})}
+        paths, spec = report.paths, report.spec
+        metrics = {p: io.read_jsonl(paths.checkpoint(p) / METRICS) for p in spec.get("policies", {})}
         metrics = {p: m for p, m in metrics.items() if m}
         doc.h(2, "Training")
         rows = []
         for pol, pcfg in spec.get("policies", {}).items():
-            marker = io.read_json(run_dir / ".stages" / f"training.{pol}.json", {}) or {}
+            marker = io.read_json(paths.marker("training", pol), {}) or {}
             res = marker.get("result", {})
             bb = pcfg["backbone"]
             rows.append([pol, report.label(pol), _backbone_text(bb),

@@ -17,7 +17,7 @@ import numpy as np
 from pxp.core import io
 from pxp.core.camera import Camera
 from pxp.core.errors import PxpError
-from .policy import CheckpointError, Policy, build_policy, read_checkpoint, read_marker, write_checkpoint
+from .policy import METRICS, CheckpointError, Policy, build_policy, read_checkpoint, read_marker, write_checkpoint
 
 LOG_EVERY = 10  # steps between train-metric lines (and NaN checks: one host sync per interval)
 EVAL_SAMPLES = 256  # held-out samples per evaluation (evenly spaced, the same every time)
@@ -446,7 +446,7 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
            description, workspace) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = out_dir / METRICS
     optimizer = make_optimizer(policy, tcfg)
     resumed = _resume(policy, out_dir, optimizer)
     meta = dict(meta or {})
@@ -540,7 +540,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
     ds, split = (holdout_ds, "holdout") if holdout_ds is not None and len(holdout_ds) else (train_ds, "train-subset")
     ev = evaluate(policy, objective, ds, policy.device, dtype)
     row = {"step": step, "split": split, "elapsed_s": round(budget.elapsed, 3), **ev}
-    io.append_jsonl(out_dir / "metrics.jsonl", row)
+    io.append_jsonl(out_dir / METRICS, row)
     state["holdout"] = row
     demos = meta.get("demos") or {}
     summary = {"steps": step, "seconds": round(budget.elapsed, 1), "first_loss": state["first_loss"],

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from pxp.core.plugins import GROUP, Registry, load_registry
+from pxp.core.rundir import RunDir
 
 HEAVY_MODULES = ("torch", "timm", "mujoco", "libero", "robosuite")
 
@@ -237,7 +238,7 @@ def check_report_section(section, registry: Registry, run_dir=None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         if run_dir is None:
             run_dir = Path(tmp)
-            (run_dir / "spec.resolved.yaml").write_text(yaml.safe_dump({"name": "empty", "policies": {},
+            RunDir(run_dir).spec.write_text(yaml.safe_dump({"name": "empty", "policies": {},
                                                                         "evaluations": {}}))
         doc = Doc()
         section.render(Report(Path(run_dir), registry), doc)

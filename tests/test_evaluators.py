@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from pxp.core.plugins import get_registry
 from pxp.experiment import pipeline as runner
 from pxp.experiment import evaluation
 from pxp.core.results import write_results
@@ -33,6 +34,7 @@ class Ctx:
     def __init__(self, run_dir, workers=1, policies=None, unit="eval_test"):
         self.run_dir, self.workers, self.device, self.seed, self.unit = Path(run_dir), workers, "cpu", 0, unit
         self.spec = SimpleNamespace(name="test", policies=policies or {})
+        self.registry = get_registry()
         self.logs, self.bars = [], []
 
     def scene_config(self, **overrides):

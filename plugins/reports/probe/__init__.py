@@ -12,6 +12,7 @@ import click
 from pxp.core import io
 from pxp.core.contracts import ReportSection
 from pxp.core.hookspecs import hookimpl
+from pxp.core.rundir import RunDir
 
 
 @click.command("probe")
@@ -45,7 +46,7 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
         from pxp.experiment.report import write_report
 
         write_report(run_dir)
-    click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")
+    click.echo(f"probe: {path}\nplots: {RunDir(run_dir).plots}/probe_*.png")
 
 
 class ProbeSection(ReportSection):
@@ -68,7 +69,7 @@ class ProbeSection(ReportSection):
         from pxp.experiment import probe
 
         run_dir = report.run_dir
-        data = io.read_json(run_dir / "probe" / "probe.json")
+        data = io.read_json(probe.probe_file(run_dir))
         if not isinstance(data, dict) or not data.get("samples"):
             return
         doc.h(2, "Probe: does the grasp target follow the object?")
