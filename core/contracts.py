@@ -88,6 +88,10 @@ class SceneConfig(ComponentConfig):
         """((dx_min, dx_max), (dy_min, dy_max)), m: the object-offset grid's extent; None: no grid."""
         return None
 
+    def preflight(self) -> Optional[str]:
+        """Before datasets or evaluations: None if the scene can run on this machine, else why not."""
+        return None
+
     def end_effector_box(self) -> Optional[tuple]:
         """((x, y, z) low, (x, y, z) high), world m: every end-effector target of the scene; None: no box."""
         return None

@@ -60,8 +60,9 @@ class TrainConfig(Strict):
 class ReportConfig(Strict):
     title: Optional[str] = None
     videos_per_policy: int = Field(2, ge=0, description="episodes rendered to mp4 per policy and evaluation")
-    heatmaps: bool = True
-    probe: bool = Field(True, description="add the probe's section (pxp probe), where a plugin provides one")
+    sections: dict[str, bool] = Field(default_factory=dict, description=(
+        "switch report sections off (false) by name, e.g. {probe: false, prediction_strips: false}; "
+        "every section not named here is on"))
 
 
 def _union(models: list[type], kind: str):

@@ -334,10 +334,10 @@ def pick_positions(scene_cfg, split, n: int | None, seed: int, grid=(16, 16), ex
     """``n`` cells of ``split`` on the position grid as (cell [row, col], offset (dx, dy)).
 
     The grid spans ``extent`` (default: the scene config's offset extent), rows along dx, columns along
-    dy (see pxp.core.grid). ``n`` cells are drawn without replacement with ``seed`` (all when None or
+    dy (see pxp.experiment.grid). ``n`` cells are drawn without replacement with ``seed`` (all when None or
     larger than the split), then sorted, so every policy sees the same positions.
     """
-    from pxp.core.grid import position_grid
+    from pxp.experiment.grid import position_grid
 
     g = position_grid(int(grid[0]), int(grid[1]), extent or offset_extent(scene_cfg))
     cells = g.select(split)

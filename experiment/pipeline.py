@@ -186,7 +186,7 @@ class Runner:
         if "evaluation" in stages and "training" not in stages:  # the checkpoints on disk are what gets evaluated
             _check_checkpoints_match(self.spec, self.run_dir, f"spec {self.spec.name!r}")
         if set(stages) & {"datasets", "evaluation"}:
-            check_gl_backend()  # once here, not as one failed episode per task
+            check_scene_runs_here(self.spec.scene)  # once here, not as one failed episode per task
         io.write_text(RunDir(self.run_dir).spec, dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = make_executor(self.executor_name, self._address)
@@ -353,17 +353,11 @@ def resolve_executor(cli_value: str | None, spec) -> str:
     return name
 
 
-# MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py); anything else makes every
-# worker's `import mujoco` fail.
-GL_BACKENDS = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1",
-               "disable", "disabled", "off", "false", "0")
-
-
-def check_gl_backend() -> None:
-    value = os.environ.get("MUJOCO_GL", "").strip().lower()
-    if value and value not in GL_BACKENDS:
-        err = PxpError(f"MUJOCO_GL={os.environ['MUJOCO_GL']} is not a rendering backend MuJoCo knows; "
-                       f"use egl (headless), osmesa or glfw, or unset it")
+def check_scene_runs_here(scene_cfg) -> None:
+    """The scene config's ``preflight()`` (e.g. a rendering backend it cannot use): one line, exit 2."""
+    problem = scene_cfg.preflight()
+    if problem:
+        err = PxpError(problem)
         err.exit_code = 2
         raise err
 

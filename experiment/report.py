@@ -164,6 +164,10 @@ class Report:
     def settings(self) -> dict:
         return self.spec.get("report") or {}
 
+    def section_on(self, name: str) -> bool:
+        """Whether the spec's ``report.sections`` leaves the section ``name`` on (the default)."""
+        return bool((self.settings.get("sections") or {}).get(name, True))
+
     @property
     def outcomes(self):
         """The scene's :class:`pxp.core.contracts.Outcomes` (how episodes end, their weights and colours)."""
@@ -234,7 +238,7 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     ordered = sorted(sections(report), key=lambda s: s.order)
     # The figures' worker process and the sections' slow work (the probe) run side by side: two cores.
     figures = threading.Thread(target=_prediction_figures, args=(report,), daemon=True)
-    if report.settings.get("heatmaps", True):
+    if report.section_on("prediction_strips"):
         figures.start()
     for section in ordered:
         _guarded(section, "prepare", report)

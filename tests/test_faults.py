@@ -25,7 +25,7 @@ pytestmark = pytest.mark.faults
 
 PXP = [sys.executable, "-c", "from pxp.core.cli import main; main()"]
 SCENE = {"type": "libero_bowl_plate", "image_size": 64}
-REPORT = {"videos_per_policy": 0, "heatmaps": False}
+REPORT = {"videos_per_policy": 0, "sections": {"prediction_strips": False}}
 TINY_POLICY = {
     "backbone": {"type": "tiny_vit", "image_size": 64, "patch_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2},
     "head": {"type": "act_regression", "horizon": 4, "hidden_dim": 32},

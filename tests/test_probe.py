@@ -113,7 +113,7 @@ def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
     from pxp.experiment.report import write_report
 
     spec = yaml.safe_load((run / "spec.resolved.yaml").read_text())
-    spec["report"] = {"heatmaps": False}
+    spec["report"] = {"sections": {"prediction_strips": False}}
     (run / "spec.resolved.yaml").write_text(yaml.safe_dump(spec))
     write_report(run)
     md = (run / "report.md").read_text()

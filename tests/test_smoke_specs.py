@@ -11,7 +11,7 @@ import pytest
 
 from pxp.core import smoke
 from pxp.core.errors import PxpError
-from pxp.core.grid import position_grid, viewpoint_grid
+from pxp.experiment.grid import position_grid, viewpoint_grid
 from pxp.core.plugins import get_registry
 from pxp.core.spec import parse_yaml, validate_spec
 
@@ -101,7 +101,7 @@ def expected_sections(spec) -> list[str]:
     """Headings and table headers the report of this spec's full run has."""
     out = ["# pxp report" if not spec.report.title else f"# {spec.report.title}", "## Summary", "## Training",
            "| Policy | Head | Backbone |", "## Provenance"]
-    if spec.report.probe:
+    if spec.report.sections.get("probe", True):
         out += ["## Probe: does the grasp target follow the object?", "(plots/probe_x.png)", "(plots/probe_y.png)"]
     for name, ev in spec.evaluations.items():
         out.append(f"## {name} (")

@@ -146,7 +146,7 @@ SPEC = {
         "train": {"steps": 2, "batch_size": 4, "eval_every": 2, "warmup_steps": 0}}},
     "evaluations": {"lr": {"type": "position_split", "policies": ["direct"], "grid": [1, 2], "split": "all",
                            "positions": 1, "episodes_per_position": 1, "max_steps": 4}},
-    "report": {"probe": False},
+    "report": {"sections": {"probe": False}},
 }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pxp.core.contracts import DatasetConfig, DatasetGenerator
-from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, split_cells, viewpoint_grid
+from pxp.experiment.grid import Grid, SplitConfig, check_grid_split, position_grid, split_cells, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 from pxp.experiment.evaluation import episode_seed  # (base, index): independent of worker count and order
 
@@ -51,7 +51,7 @@ class _GridDatasetConfig(DatasetConfig):
 
     def _smoke_grid(self, rows: int, cols: int, make_grid, **kw) -> dict:
         """The smallest grid (within rows × cols) where the split keeps cells, and the split for it."""
-        from pxp.core.smoke import smallest_grid
+        from pxp.experiment.grid import smallest_grid
 
         if self.split.name == "all" and not self.split.complement:
             kw["shapes"] = ((2, 2),)  # every filter key (a half of the grid) keeps a cell at smoke scale

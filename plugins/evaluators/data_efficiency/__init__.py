@@ -24,7 +24,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field, model_validator
 
 from pxp.experiment.evaluation import EpisodeTask, EpisodeEvaluator, EpisodeEvaluatorConfig, episode_seed, pick_positions
-from pxp.core.grid import SplitConfig, check_grid_split, explicit
+from pxp.experiment.grid import SplitConfig, check_grid_split, explicit
 from pxp.core.hookspecs import hookimpl
 
 
@@ -44,7 +44,8 @@ class DataEfficiencyConfig(EpisodeEvaluatorConfig):
         return [p for names in self.policies.values() for p in names]
 
     def smoke(self) -> dict:
-        from pxp.core.smoke import GRID_SIDE, shrink_split
+        from pxp.core.smoke import GRID_SIDE
+        from pxp.experiment.grid import shrink_split
 
         grid = tuple(min(n, GRID_SIDE) for n in self.grid)
         return {**super().smoke(), "grid": grid, "split": shrink_split(self.split, *grid), "positions": 1}

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from pxp.experiment.evaluation import (EpisodeEvaluator, EpisodeEvaluatorConfig, EpisodeTask, episode_seed, offset_extent,
                                        pick_positions)
-from pxp.core.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
+from pxp.experiment.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
 Extent = tuple[tuple[float, float], tuple[float, float]]
@@ -33,7 +33,8 @@ class _PositionFields(EpisodeEvaluatorConfig):
         return {**super().smoke(), "grid": tuple(min(n, GRID_SIDE) for n in self.grid)}
 
     def smoke_split(self, split):
-        from pxp.core.smoke import GRID_SIDE, shrink_split
+        from pxp.core.smoke import GRID_SIDE
+        from pxp.experiment.grid import shrink_split
 
         return shrink_split(split, *(min(n, GRID_SIDE) for n in self.grid))
 
@@ -82,7 +83,7 @@ class PositionSplit(EpisodeEvaluator):
 
 def _layout(scene, cfg: PositionSplitConfig, positions) -> dict:
     """What the report draws: the grid extent, training positions (green) and test positions (blue)."""
-    from pxp.core.grid import position_grid
+    from pxp.experiment.grid import position_grid
 
     extent = cfg.extent or offset_extent(scene)
     g = position_grid(cfg.grid[0], cfg.grid[1], extent)

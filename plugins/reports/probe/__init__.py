@@ -58,7 +58,7 @@ class ProbeSection(ReportSection):
 
         from pxp.experiment import probe
 
-        if report.settings.get("probe", True):
+        if report.section_on("probe"):
             try:
                 probe.ensure_probe(report.run_dir, device=report.device, log=report.log, registry=report.registry)
             except Exception as exc:  # the probe is extra: never lose the report over it

@@ -1,6 +1,8 @@
 """The LIBERO bowl→plate scene's config and its measured layout (cheap to import)."""
 from __future__ import annotations
 
+import os
+
 from typing import ClassVar, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,6 +37,11 @@ def check_offset(dx: float, dy: float) -> None:
     if not offset_on_table(dx, dy):
         raise ValueError(f"object offset ({dx:+.3f}, {dy:+.3f}) m puts the bowl or plate off the table "
                          f"(table x {TABLE_X}, y {TABLE_Y}; bowl at {BOWL_XY}, plate at {PLATE_XY} before the offset)")
+
+
+# MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py).
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1",
+               "disable", "disabled", "off", "false", "0")
 
 
 def check_view(theta: float, phi: float) -> None:
@@ -112,6 +119,14 @@ class LiberoSceneConfig(SceneConfig):
 
     check_offset = staticmethod(check_offset)
     check_view = staticmethod(check_view)
+
+    def preflight(self) -> str | None:
+        """MuJoCo's rendering backend: a MUJOCO_GL it does not know makes every worker's ``import mujoco`` fail."""
+        value = os.environ.get("MUJOCO_GL", "").strip().lower()
+        if value and value not in GL_BACKENDS:
+            return (f"MUJOCO_GL={os.environ['MUJOCO_GL']} is not a rendering backend MuJoCo knows; "
+                    "use egl (headless), osmesa or glfw, or unset it")
+        return None
 
     def offset_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """((dx_min, dx_max), (dy_min, dy_max)) of the object-offset grid, m."""
