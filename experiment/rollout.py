@@ -62,6 +62,8 @@ def rollout(
     """
     if (replan_every is not None and replan_every < 1) or max_steps < 1:
         raise ValueError("replan_every and max_steps must be >= 1")
+    if not isinstance(policy, RolloutPolicy):
+        raise TypeError(f"{type(policy).__name__} is not a pxp.core.contracts.RolloutPolicy (derive from it)")
     budget = int(steps_per_target or policy.target_stride or trained_stride or 4)
     t0 = time.perf_counter()
     obs = scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))

@@ -72,7 +72,7 @@ def _tiny_run(root, reg):
     spec = {"name": "tiny", "seed": 0, "scene": {"type": "libero_bowl_plate", "image_size": SIZE}, "policies": {}}
     for name, head in heads.items():
         pol = SimpleNamespace(backbone=backbone, head=head, objective=BehaviorCloningConfig(), dataset="left",
-                              demos=None, demo_seed=0, init_from=None, train=train)
+                              demos=None, demo_seed=0, filter_key=None, init_from=None, train=train)
         train_policy(name, pol, ctx)
         spec["policies"][name] = {"backbone": backbone.model_dump(), "head": head.model_dump(),
                                   "objective": {"type": "behavior_cloning"}, "dataset": "left"}

@@ -35,7 +35,7 @@ def ctx(tmp_path, reg):
 def spec(head=PARA, objective=None, init_from=None, **train):
     t = dict(steps=100, lr=2e-3, warmup_steps=5, eval_every=50, holdout_fraction=0.0, batch_size=8) | train
     return SimpleNamespace(backbone=BACKBONE, head=head, objective=objective or BehaviorCloningConfig(),
-                           dataset="demos", demos=None, demo_seed=0, init_from=init_from, train=TrainConfig(**t))
+                           dataset="demos", demos=None, demo_seed=0, filter_key=None, init_from=init_from, train=TrainConfig(**t))
 
 
 def _losses(ctx, name):
