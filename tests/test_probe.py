@@ -69,13 +69,15 @@ def _tiny_run(root, reg):
     heads = {"para": ParaVolumeConfig(horizon=2, height_bins=4, heatmap_size=16, hidden_dim=8),
              "act": ActRegressionConfig(horizon=2, hidden_dim=32)}
     train = TrainConfig(steps=3, lr=1e-3, warmup_steps=1, eval_every=3, holdout_fraction=0.0, batch_size=4)
-    spec = {"name": "tiny", "seed": 0, "scene": {"type": "libero_bowl_plate", "image_size": SIZE}, "policies": {}}
+    spec = {"name": "tiny", "seed": 0, "scene": {"type": "libero_bowl_plate", "image_size": SIZE},
+            "datasets": {"left": {"type": "position_grid", "split": "left"}}, "policies": {}}
     for name, head in heads.items():
         pol = SimpleNamespace(backbone=backbone, head=head, objective=BehaviorCloningConfig(), dataset="left",
                               demos=None, demo_seed=0, filter_key=None, init_from=None, train=train)
         train_policy(name, pol, ctx)
         spec["policies"][name] = {"backbone": backbone.model_dump(), "head": head.model_dump(),
-                                  "objective": {"type": "behavior_cloning"}, "dataset": "left"}
+                                  "objective": {"type": "behavior_cloning"}, "dataset": "left",
+                                  "train": train.model_dump(mode="json")}
     (root / "spec.resolved.yaml").write_text(yaml.safe_dump(spec))
     return root
 
