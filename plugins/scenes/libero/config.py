@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pxp.core.contracts import Outcomes, SceneConfig
 from pxp.plugins.scenes.libero.outcomes import OUTCOMES
 
-# Measured on LIBERO-Spatial task 0 (DESIGN.md §5): nominal object centres before the offset, table extent.
+# Measured on LIBERO-Spatial task 0 after settling (docs/scene.md): nominal object centres before the offset,
+# table extent.
 BOWL_XY, PLATE_XY = (-0.065, 0.200), (0.055, 0.200)
 BOWL_RADIUS, PLATE_RADIUS = 0.054, 0.069
 TABLE_X, TABLE_Y = (-0.50, 0.50), (-0.60, 0.60)
