@@ -72,7 +72,7 @@ def rollout(
     success = scene.outcomes.success
     steps, predictions = 0, 0
     while steps < max_steps:
-        targets = _predict(policy, obs, scene.camera)
+        targets = predict_targets(policy, obs, scene.camera)
         predictions += 1
         for target in targets[:replan_every or len(targets)]:
             steps += _execute(scene, target, min(budget, max_steps - steps), tol, tracker)
@@ -102,7 +102,7 @@ def rollout(
 
 # ----------------------------------------------------------------------------- the two halves
 
-def _predict(policy, obs: dict, camera: Camera) -> np.ndarray:
+def predict_targets(policy, obs: dict, camera: Camera) -> np.ndarray:
     """Ask the policy with copies only: whatever it does to them cannot reach the simulator."""
     image = np.array(obs["image"], dtype=np.uint8, copy=True)  # writable: torch warns on read-only arrays
     state = {

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from pxp.core import io
-from pxp.experiment.probe import ProbeSettings, probe_policies, sweep
+from pxp.plugins.reports.probe.driver import ProbeSettings, probe_policies, sweep
 from pxp.experiment.rollout import ExpertPolicy, HomePolicy
 
 from ._policy_data import SCENE_SIZE, Ctx, look_at_camera, one_thread, reg, scene, synth_episode  # noqa: F401  (fixtures)

@@ -1,7 +1,7 @@
 """The probe as a plugin: the ``pxp probe`` command and the report's probe section.
 
 No rollout: the scripted expert drives the arm to its pre-grasp pose, the frame is rendered and each
-trained policy is asked for its targets (the driver is :mod:`pxp.experiment.probe`; docs/evaluation.md).
+trained policy is asked for its targets (the driver is :mod:`.driver`; docs/evaluation.md).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
 
     from pxp.core.cli import err_console, floats
     from pxp.experiment.pipeline import resolve_device
-    from pxp.experiment.probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
+    from pxp.plugins.reports.probe.driver import ProbeSettings, read_spec_seed, run_probe, summary_rows
 
     settings = ProbeSettings(points=points, thetas=floats(thetas), phis=floats(phis), seed=read_spec_seed(run_dir))
     path = run_probe(run_dir, device=resolve_device(device), settings=settings, force=force,
@@ -56,7 +56,7 @@ class ProbeSection(ReportSection):
         """Run the probe if the run has trained policies and it is not up to date (cached otherwise)."""
         import sys
 
-        from pxp.experiment import probe
+        from pxp.plugins.reports.probe import driver as probe
 
         if report.section_on("probe"):
             try:
@@ -66,7 +66,7 @@ class ProbeSection(ReportSection):
 
     def render(self, report, doc) -> None:
         """``pxp probe``'s results, when there are any."""
-        from pxp.experiment import probe
+        from pxp.plugins.reports.probe import driver as probe
 
         run_dir = report.run_dir
         data = io.read_json(probe.probe_file(run_dir))

@@ -9,7 +9,7 @@ measures that for any policy, of any head, from its checkpoint:
 2. **A defined state**, the same for every policy: the scene's ``pregrasp(offset, view, seed)`` —
    the scripted expert has driven the arm to its pre-grasp pose above the bowl (the moment before
    it descends), gripper open. That frame is rendered and given to each policy exactly as a
-   rollout gives it (:func:`pxp.experiment.rollout._predict`: copies, validated ``(T, 4)`` targets).
+   rollout gives it (:func:`pxp.experiment.rollout.predict_targets`: copies, validated ``(T, 4)`` targets).
 3. **The grasp target**: the first predicted target at which the policy commands the gripper
    closed (gripper ≥ 0.5); if none in its horizon, its lowest predicted target (the end of the
    descent it predicts). No policy internals are read, so heatmap and regression heads compare.
@@ -19,7 +19,7 @@ measures that for any policy, of any head, from its checkpoint:
    the expert switches side at y = 0, and a policy that follows the bowl but keeps its training side
    differs only there).
 
-The core knows nothing about bowls: the scene provides ``pregrasp`` and ``workspace``; privileged
+The core knows nothing about bowls: the scene provides ``pregrasp`` and ``offset_extent``; privileged
 test policies (the scripted expert) get ``prepare(scene, ...)`` and ``seek(steps)`` as in an
 evaluation. Results: ``RUN_DIR/probe/probe.json`` (every sample, written atomically), plots
 ``RUN_DIR/plots/probe_*.png`` and a section in the report.
@@ -90,7 +90,7 @@ def grasp_target(targets: np.ndarray) -> tuple[int, str]:
 def probe_policies(policies: dict, scene, points: list[ProbePoint], seed: int = 0, log=None) -> dict:
     """Query every policy at every probe point. ``policies``: name → object with ``predict``.
     Returns {"samples": [...], "timing": {...}}; each frame is rendered once and shared."""
-    from .rollout import _predict
+    from pxp.experiment.rollout import predict_targets
 
     samples, frame_s, query_s = [], 0.0, {name: 0.0 for name in policies}
     at = None  # (offset, seed) of the pre-grasp state the scene is in now, if any
@@ -113,7 +113,7 @@ def probe_policies(policies: dict, scene, points: list[ProbePoint], seed: int = 
                 at = None  # prepare reset the scene
             policy.reset()
             policy.seek(state["steps"])
-            targets = _predict(policy, obs, camera)
+            targets = predict_targets(policy, obs, camera)
             query_s[name] += time.perf_counter() - t0
             samples.append(_sample(name, pt, targets, grasps, state))
     if log:
@@ -173,7 +173,7 @@ def probe_file(run_dir) -> Path:
 
 def trained_policies(run_dir: Path, spec) -> dict[str, Path]:
     """name → checkpoint directory for every complete checkpoint, in the spec's policy order."""
-    from .policy import read_marker
+    from pxp.experiment.policy import read_marker
 
     root = RunDir(run_dir).checkpoints
     names = list(spec.policies)
@@ -189,15 +189,15 @@ def _default_registry():
 
 
 def _checkpoint_id(ckpt: Path) -> dict:
-    from .policy import read_marker
+    from pxp.experiment.policy import read_marker
 
     m = read_marker(ckpt) or {}
     return {"step": m.get("step"), "sha256": m.get("sha256")}
 
 
 def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, registry) -> dict:
-    from .evaluation import offset_extent
-    from .policy import load_policy
+    from pxp.experiment.evaluation import offset_extent
+    from pxp.experiment.policy import load_policy
 
     t0 = time.perf_counter()
     # Policies (torch, timm → triton) load BEFORE the scene renders: the other order segfaults on llvmpipe.
@@ -248,8 +248,8 @@ def _one_torch_thread(device: str):
 def training_region(run_dir: Path, spec, policy: str) -> dict | None:
     """Offsets and views of the demos the policy trained on, from its dataset file and checkpoint
     marker (``demos.train``): {"offsets": [[dx, dy], ...], "thetas": [...]}; None if unreadable."""
-    from .data import open_dataset
-    from .policy import read_marker
+    from pxp.experiment.data import open_dataset
+    from pxp.experiment.policy import read_marker
 
     pol = spec.policies.get(policy)
     marker = read_marker(RunDir(run_dir).checkpoint(policy)) or {}
@@ -317,7 +317,7 @@ def plot_paths(run_dir: Path) -> dict[str, Path]:
 
 
 def write_plots(run_dir: Path, data: dict) -> dict[str, Path]:
-    from . import plots
+    from pxp.experiment import plots
 
     written = {}
     regions = {n: (p or {}).get("train_region") for n, p in (data.get("policies") or {}).items()}
