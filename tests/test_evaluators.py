@@ -120,8 +120,12 @@ def test_viewpoint_grid_plans_theta_phi(registry, tmp_path):
 
 
 def test_data_efficiency_reads_demo_counts_from_the_spec(registry, tmp_path):
-    spec_policies = ({f"s{k}": SimpleNamespace(demos=k) for k in (1, 3)} | {"p1": SimpleNamespace(demos=1)}
-                     | {"full": SimpleNamespace(demos=None)})
+    from pxp.core.spec import TrainConfig
+
+    def pol(demos):  # the parts of a policy spec the evaluator reads
+        return SimpleNamespace(demos=demos, train=TrainConfig(steps=1))
+
+    spec_policies = {f"s{k}": pol(k) for k in (1, 3)} | {"p1": pol(1)} | {"full": pol(None)}
     ev = make(registry, "data_efficiency", policies={"scratch": ["s1", "s3"], "pt": ["p1", "full"]}, positions=2,
               episodes_per_position=1)
     tasks = ev.episodes(Ctx(tmp_path, policies=spec_policies))
