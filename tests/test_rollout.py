@@ -69,16 +69,15 @@ class ServoAudit:
         return out
 
 
-class Recording:
+class Recording(RolloutPolicy):
     """Wraps a policy: keeps every prediction (a wrapper, so the policy itself is unchanged)."""
 
     def __init__(self, policy):
         self.policy, self.predictions = policy, []
-        self.target_stride = getattr(policy, "target_stride", None)
+        self.target_stride = policy.target_stride
 
     def reset(self):
-        if hasattr(self.policy, "reset"):
-            self.policy.reset()
+        self.policy.reset()
 
     def predict(self, image, state, camera):
         out = np.asarray(self.policy.predict(image, state, camera), dtype=float)
