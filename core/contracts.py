@@ -109,7 +109,7 @@ class DatasetConfig(ComponentConfig):
 
 
 class EvaluatorConfig(ComponentConfig):
-    """An evaluator's config: ``axis`` (how report headings name the shift; None: the evaluation's name)."""
+    """An evaluator's config: ``axis`` (how report headings name what it varies; None: its type)."""
 
     axis: ClassVar[Optional[str]] = None
 
@@ -184,9 +184,11 @@ class VolumeHead(Head):
 
     def volume_targets(self, target_uv: "torch.Tensor", target_z: "torch.Tensor") -> "torch.Tensor":
         """(B, T) flat indices into the flattened (N, h, w) volume of the targets (uv in [0, 1], z in metres)."""
+        raise NotImplementedError
 
     def pixel_targets(self, target_uv: "torch.Tensor") -> "torch.Tensor":
         """(B, T) flat indices into the h × w pixel grid."""
+        raise NotImplementedError
 
 
 class RegressionHead(Head):
@@ -197,6 +199,7 @@ class RegressionHead(Head):
 
     def normalize(self, xyz: "torch.Tensor") -> "torch.Tensor":
         """World xyz → the coordinates ``pos01`` is regressed in."""
+        raise NotImplementedError
 
 
 @runtime_checkable
