@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Tuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from pxp.core.contracts import DatasetConfig, DatasetGenerator
 from pxp.experiment.grid import Grid, SplitConfig, check_grid_split, position_grid, split_cells, viewpoint_grid

@@ -5,7 +5,7 @@ import os
 
 from typing import ClassVar, Literal, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from pxp.core.contracts import Outcomes, SceneConfig
 from pxp.plugins.scenes.libero.outcomes import OUTCOMES
