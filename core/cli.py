@@ -92,7 +92,7 @@ def list_plugins(as_json):
         click.echo(json.dumps({"components": rows, "plugins": [p.__dict__ for p in reg.plugins],
                                "failures": [f.__dict__ for f in reg.failures]}, indent=2))
         return
-    table = Table(title="pxp plugins")
+    table = Table(title="Installed plugins")
     for col in ("kind", "name", "summary", "distribution", "version"):
         table.add_column(col, overflow="fold")
     for r in rows:

@@ -94,7 +94,7 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
     return create_model(
         "Spec",
         __config__=ConfigDict(extra="forbid"),
-        __doc__="A pxp experiment: scene, datasets, policies, evaluations and report.",
+        __doc__="An experiment: scene, datasets, policies, evaluations and report.",
         name=(str, Field(..., pattern=NAME, max_length=NAME_MAX, description="run name; the run directory is runs/<name>")),
         description=(str, ""),
         seed=(int, 0),
