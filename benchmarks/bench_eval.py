@@ -42,7 +42,7 @@ def tiny_para_checkpoint(root: Path, image_size: int) -> str:
 
 def tasks_for(policy: str, checkpoint: str, n: int, image_size: int, max_steps: int):
     from pxp.experiment.evaluation import EpisodeTask, pick_positions
-    from pxp.core.grid import SplitConfig
+    from pxp.experiment.grid import SplitConfig
     from pxp.plugins.scenes.libero import LiberoSceneConfig
 
     scene = LiberoSceneConfig(image_size=image_size)

@@ -59,7 +59,9 @@ def _print_spec_error(exc: SpecError) -> None:
         err_console.print(f"  [bold]{path or '<spec>'}[/]: {msg}", highlight=False, soft_wrap=True)
 
 
-def _load(spec_path, sets=(), smoke=False, replicates=None):
+def load_spec_option(spec_path, sets=(), smoke=False, replicates=None):
+    """The spec a command names, with its ``--set`` overrides, ``--replicates`` and ``--smoke`` scaling applied,
+    validated."""
     from .spec import apply_overrides, parse_yaml, validate_spec
 
     raw = apply_overrides(parse_yaml(Path(spec_path)), sets)
@@ -95,7 +97,7 @@ def list_plugins(as_json):
         click.echo(json.dumps({"components": rows, "plugins": [p.__dict__ for p in reg.plugins],
                                "failures": [f.__dict__ for f in reg.failures]}, indent=2))
         return
-    table = Table(title="pxp plugins")
+    table = Table(title="Installed plugins")
     for col in ("kind", "name", "summary", "distribution", "version"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -112,7 +114,7 @@ def _first_doc_line(obj) -> str:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (dotted path).")
 def validate(spec_path, sets):
     """Check a spec; print every problem with its field path (exit code 2)."""
-    spec = _load(spec_path, sets)
+    spec = load_spec_option(spec_path, sets)
     click.echo(f"{spec_path}: ok — {len(spec.datasets)} dataset(s), {len(spec.policies)} policy(ies), "
                f"{len(spec.evaluations)} evaluation(s)")
 
@@ -124,78 +126,6 @@ def schema(indent):
     from .spec import spec_json_schema
 
     click.echo(json.dumps(spec_json_schema(), indent=indent))
-
-
-@cli.command()
-@click.argument("spec_path", metavar="SPEC")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run directory (default runs/<name>).")
-@click.option("--force", is_flag=True, help="Redo every stage even if cached.")
-@click.option("--stage", "stages", multiple=True, type=click.Choice(["datasets", "training", "evaluation", "report"]),
-              help="Run only these stages (repeatable).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Override the spec's device.")
-@click.option("--workers", type=int, help="Worker processes for generation and rollouts.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (dotted path).")
-@click.option("--executor", type=click.Choice(["local", "ray"]),
-              help="Where episodes and training run: local process pool or a Ray cluster (default: PXP_EXECUTOR, "
-                   "then the spec's executor, then local).")
-@click.option("--address", metavar="ADDR", help="Ray cluster address (ray start --head prints it; use token "
-                                                "authentication, docs/scaling.md); default: RAY_ADDRESS, else a "
-                                                "Ray on this machine.")
-@click.option("--smoke", is_flag=True,
-              help="The same spec with every size shrunk (64 px, tiny ViT, few cells/steps/episodes): checks every "
-                   "stage runs, in minutes on a CPU. Default directory runs/<name>-smoke; results are not comparable.")
-@click.option("--replicates", type=click.IntRange(min=1), metavar="K",
-              help="Train K replicates of every policy (training seeds differ) and evaluate each on the same "
-                   "episodes (overrides the spec's replicates; replicate 0 is the spec's own run).")
-def run(spec_path, out, force, stages, device, workers, sets, executor, address, smoke, replicates):
-    """Run an experiment: datasets → training → evaluation → report."""
-    from .runner import STAGES, Runner, resolve_executor
-
-    from pxp.experiment.training import preflight
-
-    spec = _load(spec_path, sets, smoke, replicates)
-    preflight(spec, str(spec_path))  # e.g. pretrained weights that cannot be had here: stop before anything is written
-    run_dir = out or Path("runs") / spec.name
-    executor = resolve_executor(executor, spec)
-    _require_ray(executor)
-    Runner(spec, run_dir, force=force, device=device, workers=workers, executor=executor,
-           address=address).run(stages or STAGES)
-    report = run_dir / "report.html"
-    click.echo(f"run directory: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))
-
-
-def _require_ray(executor: str) -> None:
-    """Ray is an optional extra: without it, one line saying how to install it (exit 2)."""
-    if executor != "ray":
-        return
-    from .execution.ray_cluster import RayMissing, require_ray
-
-    try:
-        require_ray()
-    except RayMissing as exc:
-        from rich.markup import escape
-
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
-
-
-@cli.command("eval")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--episodes", type=click.IntRange(min=1), help="Episodes per position for every evaluation.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec field, e.g. evaluations.left_to_right.positions=10.")
-@click.option("--workers", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--executor", type=click.Choice(["local", "ray"]), help="As for pxp run.")
-@click.option("--address", metavar="ADDR", help="As for pxp run.")
-def eval_(run_dir, episodes, sets, workers, device, executor, address):
-    """Re-evaluate a run's saved checkpoints; rewrite results.json and the report."""
-    from .runner import evaluate_run
-
-    _require_ray(executor)
-    results = evaluate_run(run_dir, episodes, workers=workers, sets=sets, device=device, report=True,
-                           executor=executor, address=address)
-    click.echo(f"results: {results}\nreport: {run_dir / 'report.html'}")
 
 
 @cli.command()
@@ -237,11 +167,12 @@ def floats(text: str) -> tuple:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _add_plugin_commands() -> None:
-    """Let plugins add commands; one that fails is reported like a plugin that fails to import."""
+def _add_plugin_commands(registry=None) -> None:
+    """Let plugins add commands (``pxp run`` and ``pxp eval`` come from the built-in plugin ``pipeline``
+    this way); one that fails is reported like a plugin that fails to import."""
     from .plugins import PluginFailure, _env_flag, _last_line
 
-    reg = get_registry()
+    reg = registry or get_registry()
     for impl in reg.manager.hook.pxp_register_commands.get_hookimpls():
         try:
             impl.function(cli=cli)

@@ -1,10 +1,19 @@
 """The contracts between pxp's framework and its plugins, in one file.
 
 A plugin registers a component with ``register(name, config_model, factory)`` (:mod:`pxp.core.hookspecs`);
-``factory(config, ...)`` builds an object that satisfies the kind's protocol below. The protocols are
-structural (``typing.Protocol``): nothing needs to inherit from them; they document what the framework
-calls and what it expects back, and :mod:`pxp.testing` checks them on a built object. Optional methods
-are marked as such; everything else is required.
+``factory(config, ...)`` builds the object. Every kind has a contract here, checked by the registry:
+
+- the config model derives from the kind's config base (:class:`BackboneConfig`, :class:`HeadConfig`,
+  :class:`ObjectiveConfig`, :class:`SceneConfig`, :class:`DatasetConfig`, :class:`EvaluatorConfig`),
+  checked when the plugin registers;
+- the built object derives from the kind's base class (:class:`Head`, :class:`Scene`,
+  :class:`DatasetGenerator`, :class:`Evaluator`) or, for backbones and objectives (a torch module, a
+  loss function), has the members of the kind's ``Protocol``; checked when it is built.
+
+The bases declare the optional methods with their defaults, so the framework calls them directly; a
+plugin overrides what it needs. :data:`REQUIRED` lists each kind's required members: a plugin missing
+one is refused with one line naming the plugin and the member. Report sections (``pxp_report_sections``)
+derive from :class:`ReportSection`; what a rollout drives from :class:`RolloutPolicy`.
 
 Two declarations live on the *config model* (class attributes, so they are known before anything is
 built, e.g. by ``pxp validate``):
@@ -21,7 +30,101 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Optional, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+# ---------------------------------------------------------------- config models
+
+
+class ComponentConfig(BaseModel):
+    """Base of every plugin config model: add ``type: Literal["<name>"] = "<name>"`` and the fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def smoke(self) -> dict:
+        """Field overrides at smoke scale (``pxp run --smoke``); default: none."""
+        return {}
+
+
+class BackboneConfig(ComponentConfig):
+    """A backbone's config."""
+
+    def preflight(self) -> Optional[str]:
+        """Before any work: None if the weights can be had on this machine, else why not."""
+        return None
+
+    def how_to_supply(self, policies: list[str]) -> str:
+        """How to get the weights ``preflight`` found missing (``policies`` use this backbone)."""
+        return "supply the weights or set weights: random"
+
+
+class HeadConfig(ComponentConfig):
+    """A head's config: ``output_kind`` (required ClassVar), ``label`` (how reports name the head; None:
+    its type) and a ``horizon`` field."""
+
+    output_kind: ClassVar[str]
+    label: ClassVar[Optional[str]] = None
+
+
+class ObjectiveConfig(ComponentConfig):
+    """An objective's config: ``accepts`` (required ClassVar), the head output kinds it has a loss for."""
+
+    accepts: ClassVar[tuple]
+
+
+class SceneConfig(ComponentConfig):
+    """A scene's config: ``outcomes`` and ``image_key`` (required ClassVars), optional ``tracked`` (the
+    ``<object>_pos`` states a demonstration keeps) and ``episode_checks`` (boolean entries of an expert
+    episode kept per demo). Two boxes, not to be confused: :meth:`offset_extent` is where the objects may
+    be shifted to; :meth:`end_effector_box` is where the arm's targets can be."""
+
+    outcomes: ClassVar["Outcomes"]
+    image_key: ClassVar[str]
+    tracked: ClassVar[tuple] = ()
+    episode_checks: ClassVar[tuple] = ()
+
+    def offset_extent(self) -> Optional[tuple]:
+        """((dx_min, dx_max), (dy_min, dy_max)), m: the object-offset grid's extent; None: no grid."""
+        return None
+
+    def preflight(self) -> Optional[str]:
+        """Before datasets or evaluations: None if the scene can run on this machine, else why not."""
+        return None
+
+    def end_effector_box(self) -> Optional[tuple]:
+        """((x, y, z) low, (x, y, z) high), world m: every end-effector target of the scene; None: no box."""
+        return None
+
+
+class DatasetConfig(ComponentConfig):
+    """A dataset generator's config: ``filter_keys`` are the robomimic filter keys its files carry (what a
+    policy's ``filter_key`` may name; None: not known before generation)."""
+
+    filter_keys: ClassVar[Optional[tuple]] = None
+
+    def scene_overrides(self) -> dict:
+        """Scene-config fields this dataset records with (overrides of the spec's scene)."""
+        return {}
+
+
+class EvaluatorConfig(ComponentConfig):
+    """An evaluator's config: ``axis`` (how report headings name what it varies; None: its type)."""
+
+    axis: ClassVar[Optional[str]] = None
+
+    def referenced_policies(self) -> list[str]:
+        """Names of the spec's policies (or sweep groups, ``builtin:`` policies) it evaluates; default: its
+        ``policies`` field (a name, a list, or a mapping of labels to names or lists), if it has one."""
+        value = self.__dict__.get("policies")
+        if isinstance(value, dict):
+            return [n for names in value.values() for n in ([names] if isinstance(names, str) else names)]
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def scene_overrides(self) -> dict:
+        """Scene-config fields its episodes run with (overrides of the spec's scene)."""
+        return {}
+
 
 # ---------------------------------------------------------------- models
 
@@ -46,26 +149,17 @@ class Backbone(Protocol):
     def __call__(self, images: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]: ...
 
 
-class HeadConfig(Protocol):
-    """A head's config model: ``type: Literal[name]``, ``horizon`` and the class-level declarations."""
-
-    output_kind: ClassVar[str]
-    label: ClassVar[str]  # optional: how reports name the head (default: its type)
-    type: str
-    horizon: int
-
-
 @dataclass
 class HeadSetup:
     """What a head may use once before training (:meth:`Head.prepare`)."""
 
-    workspace: tuple | None  # (low xyz, high xyz, source): the scene's box of end-effector targets, if it has one
+    end_effector_box: tuple | None  # (low xyz, high xyz, source): the scene's box of end-effector targets, if any
     log: Callable[[str], None]
 
 
-@runtime_checkable
-class Head(Protocol):
-    """Features → future targets. ``factory(config, backbone)``; reads ``backbone.embed_dim``.
+class Head:
+    """Features → future targets. ``factory(config, backbone)``; reads ``backbone.embed_dim``. A torch
+    module deriving from this class too (``class MyHead(nn.Module, Head)``).
 
     - ``forward(feature_map, cls, cond) -> out``: ``cond`` holds ``eef_uv`` (B, 2), ``eef_pos`` (B, 3) world
       metres, ``gripper`` (B,) 0 open .. 1 closed and, when training with teacher forcing, ``target_uv``
@@ -86,27 +180,30 @@ class Head(Protocol):
 
     output_kind: str
     horizon: int
+    figure: Optional["PredictionFigure"] = None
 
-    def __call__(self, feature_map: "torch.Tensor", cls: "torch.Tensor", cond: dict) -> dict: ...
+    def prepare(self, setup: "HeadSetup") -> Optional[dict]:
+        return None
 
-    def decode(self, out: dict, cameras: list) -> dict: ...
+    def transfer_tensor(self, name: str, tensor: "torch.Tensor", source_head_config: dict) -> Optional["torch.Tensor"]:
+        return None
 
 
-@runtime_checkable
-class VolumeHead(Head, Protocol):
+class VolumeHead(Head):
     """``output_kind == "volume"``: ``out["logits"]`` (B, T, N, h, w) over N height bins × an h × w pixel
     grid and ``out["gripper_logits"]`` (B, T, 2). Objectives get class indices from the head's own layout:"""
 
     def volume_targets(self, target_uv: "torch.Tensor", target_z: "torch.Tensor") -> "torch.Tensor":
         """(B, T) flat indices into the flattened (N, h, w) volume of the targets: ``target_uv`` (B, T, 2) as
         in ``cond`` (the batch's ``target_pixel`` / (W, H)), ``target_z`` (B, T) world height in metres."""
+        raise NotImplementedError
 
     def pixel_targets(self, target_uv: "torch.Tensor") -> "torch.Tensor":
         """(B, T) flat indices into the h × w pixel grid of the targets (``target_uv`` as above)."""
+        raise NotImplementedError
 
 
-@runtime_checkable
-class RegressionHead(Head, Protocol):
+class RegressionHead(Head):
     """``output_kind == "regression"``: ``out["pos01"]`` (B, T, D) positions in the head's normalised
     coordinates (D = 3 world, or 2 image for ``space == "image"``) and ``out["gripper_logits"]`` (B, T, 2)."""
 
@@ -114,13 +211,7 @@ class RegressionHead(Head, Protocol):
 
     def normalize(self, xyz: "torch.Tensor") -> "torch.Tensor":
         """World xyz → the coordinates ``pos01`` is regressed in."""
-
-
-class ObjectiveConfig(Protocol):
-    """An objective's config model: ``type: Literal[name]`` and the head output kinds it accepts."""
-
-    accepts: ClassVar[tuple[str, ...]]
-    type: str
+        raise NotImplementedError
 
 
 @runtime_checkable
@@ -202,8 +293,7 @@ class EpisodeTracker(Protocol):
     def badge(self, obs: dict) -> str | None: ...
 
 
-@runtime_checkable
-class Scene(Protocol):
+class Scene:
     """A simulated scene. ``factory(config)``; a context manager (``close()`` frees the renderer).
 
     ``reset(offset, view, seed) -> obs`` and ``observe(image=True) -> obs`` give a dict with ``image``
@@ -211,26 +301,33 @@ class Scene(Protocol):
     and the object state the scene tracks; ``servo(target_xyz, gripper, max_steps, tol, on_step, image)`` is
     the only way a policy's prediction moves the robot (``on_step(obs)`` after each control step, its obs
     without the image when ``image=False``); ``outcome()`` names how the episode ended;
-    ``camera`` is the current :class:`pxp.core.camera.Camera`; ``workspace`` the offset extent;
+    ``camera`` is the current :class:`pxp.core.camera.Camera`; ``offset_extent`` the objects' offset extent;
     ``run_expert(record=True, ...)`` returns a demonstration (per-step arrays); ``outcomes`` (also on its
     config model) names how episodes end; optional ``tracker(obs) -> EpisodeTracker`` for diagnostics.
     Its config model declares ``outcomes: ClassVar[Outcomes]`` and ``image_key: ClassVar[str]``, the name
-    its demonstrations store camera images under, and may declare ``tracked`` (the ``<object>_pos`` states
-    a demonstration keeps) and ``episode_checks`` (boolean entries of an expert episode kept per demo)."""
+    its demonstrations store camera images under (:class:`SceneConfig`). Optional, with defaults here:
+    ``tracker``, ``set_view(view) -> camera`` (move the camera without a reset, where ``can_set_view``)
+    and ``close``."""
 
     camera: Any
-    workspace: tuple
+    offset_extent: tuple
     outcomes: Outcomes
+    can_set_view: bool = False
 
-    def reset(self, offset=(0.0, 0.0), view=None, seed: int = 0) -> dict: ...
+    def tracker(self, obs: dict) -> Optional[EpisodeTracker]:
+        return None
 
-    def observe(self, image: bool = True) -> dict: ...
+    def set_view(self, view) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} cannot move its camera without a reset")
 
-    def servo(self, target_xyz, gripper: float, max_steps=None, tol=None, on_step=None, image=True) -> dict: ...
+    def close(self) -> None:
+        return None
 
-    def outcome(self) -> str: ...
+    def __enter__(self):
+        return self
 
-    def run_expert(self, record: bool = True, **kw) -> dict: ...
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @runtime_checkable
@@ -252,35 +349,47 @@ class DriftCheck(Protocol):
     def run(self, quick: bool = False) -> dict: ...
 
 
-@runtime_checkable
-class DatasetGenerator(Protocol):
+class DatasetGenerator:
     """Writes a demonstration dataset. ``factory(config)``; ``generate(path, ctx) -> summary dict`` (resumable:
     a ``<path>.partial`` is kept until complete); optional ``verify(path) -> None | why the file is unusable``."""
 
-    def generate(self, path: Path, ctx: Any) -> dict: ...
+    def verify(self, path: Path) -> Optional[str]:
+        return None
 
 
-@runtime_checkable
-class RolloutPolicy(Protocol):
+class RolloutPolicy:
     """What a rollout drives: ``predict(image (H, W, 3) uint8, state {eef_pos, eef_pixel, gripper}, camera)
     -> (T, 4)`` world xyz + gripper command in [0, 1]. Optional ``reset()`` per episode, ``target_stride``
-    (control steps per target), ``prepare(scene, offset=, view=, seed=)`` for privileged test policies."""
+    (control steps per target; None: the caller's default), ``prepare(scene, offset=, view=, seed=)`` and
+    ``seek(step)`` for privileged test policies (the scripted expert plans from the scene)."""
 
-    def predict(self, image, state: dict, camera) -> Any: ...
+    target_stride: Optional[int] = None
+    privileged: bool = False  # plans from the scene in ``prepare`` (which resets it): test policies only
+
+    def reset(self) -> None:
+        return None
+
+    def prepare(self, scene: Scene, *, offset, view, seed: int) -> None:
+        return None
+
+    def seek(self, step: int) -> None:
+        return None
 
 
-@runtime_checkable
-class Evaluator(Protocol):
+class Evaluator:
     """Runs and scores one evaluation. ``factory(config)``.
 
     ``run(ctx) -> episodes`` (dicts with the fields of :data:`pxp.core.results.EPISODE_FIELDS`),
     ``summarize(episodes) -> summary`` (JSON). For the report, optional ``report_section(summary) -> str``
     (markdown) and ``report_figures(report, doc, name, episodes, summary)`` (figures and tables under
-    the evaluation's heading; default: positions and outcomes per position)."""
+    the evaluation's heading; None: the report's default, positions and outcomes per position). The
+    experiment layer's ``EpisodeEvaluator`` (in its evaluation module) implements ``run`` and
+    ``summarize`` on the worker pool; most evaluators derive from it."""
 
-    def run(self, ctx: Any) -> list[dict]: ...
+    def report_section(self, summary: dict) -> str:
+        return ""
 
-    def summarize(self, episodes: list[dict]) -> dict: ...
+    report_figures: Optional[Callable] = None
 
 
 # ---------------------------------------------------------------- the report
@@ -300,8 +409,7 @@ class Document(Protocol):
     def md(self, text: str) -> None: ...
 
 
-@runtime_checkable
-class ReportSection(Protocol):
+class ReportSection:
     """A part of the report, contributed by a plugin through ``pxp_report_sections(report)``.
 
     ``order`` places it (the framework's: 20 evaluations, 40 training, 90 provenance); ``render(report,
@@ -313,9 +421,94 @@ class ReportSection(Protocol):
     runs before any ``render``, while the report draws its prediction figures in a worker process."""
 
     title: str
-    order: int
+    order: int = 50
 
-    def render(self, report: Any, doc: Document) -> None: ...
+    def prepare(self, report: Any) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- what the runner hands to plugins
+
+@runtime_checkable
+class StageContext(Protocol):
+    """What a dataset generator's ``generate(path, ctx)``, an evaluator's ``run(ctx)`` and training receive.
+
+    ``progress(description, total)`` is a context manager whose task has ``.advance(n=1)``; ``unit`` is the
+    name of the dataset / policy / evaluation being run; paths come from the run directory."""
+
+    run_dir: Path
+    spec: Any
+    registry: Any
+    device: str
+    workers: int
+    seed: int
+    unit: Optional[str]
+
+    def log(self, msg: str) -> None: ...
+
+    def progress(self, description: str, total: Optional[float] = None) -> Any: ...
+
+    def dataset_path(self, name: str) -> Path: ...
+
+    def checkpoint_dir(self, name: str) -> Path: ...
+
+    def eval_dir(self, name: str) -> Path: ...
+
+    def scene_config(self, **overrides) -> SceneConfig: ...
+
+    def make_scene(self, config: Optional[SceneConfig] = None) -> Scene: ...
+
+    def create(self, kind: str, config, *args, **kwargs) -> Any: ...
+
+    def resolve_policies(self, names) -> list[str]: ...
+
+
+# ---------------------------------------------------------------- the checks the registry runs
+
+CONFIG_BASES: dict[str, type] = {"backbones": BackboneConfig, "heads": HeadConfig, "objectives": ObjectiveConfig,
+                                 "scenes": SceneConfig, "datasets": DatasetConfig, "evaluators": EvaluatorConfig}
+CONFIG_DECLARES: dict[str, tuple] = {"heads": ("output_kind",), "objectives": ("accepts",),
+                                     "scenes": ("outcomes", "image_key")}
+BASES: dict[str, type] = {"heads": Head, "scenes": Scene, "datasets": DatasetGenerator, "evaluators": Evaluator}
+REQUIRED: dict[str, tuple] = {
+    "backbones": ("embed_dim", "weights_info", "__call__"),
+    "heads": ("output_kind", "horizon", "decode", "__call__"),
+    "objectives": ("__call__",),
+    "scenes": ("camera", "offset_extent", "outcomes", "reset", "observe", "servo", "outcome", "run_expert"),
+    "datasets": ("generate",),
+    "evaluators": ("run", "summarize"),
+}
+
+
+def config_problem(kind: str, model: type) -> Optional[str]:
+    """Why ``model`` cannot be the config model of a ``kind`` component (None if it can)."""
+    base = CONFIG_BASES[kind]
+    if not (isinstance(model, type) and issubclass(model, base)):
+        return f"config_model must derive from pxp.core.contracts.{base.__name__}"
+    missing = [name for name in CONFIG_DECLARES.get(kind, ()) if not hasattr(model, name)]
+    return f"config_model declares no {', '.join(missing)} (a ClassVar, see pxp.core.contracts)" if missing else None
+
+
+def object_problem(kind: str, obj: Any) -> Optional[str]:
+    """Why ``obj``, built by a ``kind`` factory, breaks its contract (None if it keeps it)."""
+    base = BASES.get(kind)
+    if base is not None and not isinstance(obj, base):
+        return f"it does not derive from pxp.core.contracts.{base.__name__}"
+    missing = [name for name in REQUIRED[kind] if not _has(obj, name)]
+    return f"it has no {', '.join(missing)}" if missing else None
+
+
+def _has(obj: Any, name: str) -> bool:
+    """Declared on the object's class or set on the instance (a property is not evaluated)."""
+    return any(name in vars(k) for k in type(obj).__mro__) or name in getattr(obj, "__dict__", {})
+
+
+def section_problem(section: Any) -> Optional[str]:
+    """Why a report section (returned by ``pxp_report_sections``) breaks its contract (None if it keeps it)."""
+    if not isinstance(section, ReportSection):
+        return "it does not derive from pxp.core.contracts.ReportSection"
+    missing = [name for name in ("title", "render") if not _has(section, name)]
+    return f"it has no {', '.join(missing)}" if missing else None
 
 
 # ---------------------------------------------------------------- observing a run

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from .errors import PxpError
-
-LOCK_NAME = ".lock"
+from .rundir import RunDir
 
 
 class RunLocked(PxpError):
@@ -28,7 +27,7 @@ class RunLocked(PxpError):
 @contextlib.contextmanager
 def run_lock(run_dir: Path | str):
     """Hold ``run_dir``'s lock for the block; raise :class:`RunLocked` at once if another process has it."""
-    path = Path(run_dir) / LOCK_NAME
+    path = RunDir(run_dir).lock
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

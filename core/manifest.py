@@ -12,6 +12,7 @@ from pathlib import Path
 from . import io
 from .errors import PxpError
 from .plugin_code import plugin_code
+from .rundir import RunDir
 
 LIBRARIES = ("numpy", "h5py", "pydantic", "pluggy")  # the framework's own; plugins name theirs
 
@@ -65,7 +66,7 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
     """``drift``: this run's drift preflight (:mod:`pxp.core.doctor`); None keeps the one recorded before."""
     from pxp import __version__
 
-    path = Path(run_dir) / "manifest.json"
+    path = RunDir(run_dir).manifest
     previous = io.read_json(path, {}) or {}
     source_dir = Path(__file__).resolve().parent.parent
     data = {
@@ -92,7 +93,7 @@ def write(run_dir: Path, spec, registry, *, device: str, units: dict | None = No
 
 def check_smoke(run_dir: Path, smoke: bool) -> None:
     """A directory holds a smoke run or a real one, never both: refuse to mix them."""
-    previous = io.read_json(Path(run_dir) / "manifest.json", {}) or {}
+    previous = io.read_json(RunDir(run_dir).manifest, {}) or {}
     if previous and bool(previous.get("smoke", False)) != bool(smoke):
         was, now = ("a smoke run", "a real run") if previous.get("smoke") else ("a real run", "a smoke run")
         raise PxpError(f"{run_dir} holds {was}; {now} needs its own directory (pick another --out)")

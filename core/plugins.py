@@ -6,9 +6,11 @@ keep working; ``PXP_STRICT_PLUGINS=1`` raises instead (the test suite runs stric
 for what a plugin registers: a component with a bad config model or a name already taken is left
 out and reported, naming the plugin(s), and the rest load.
 
-Building a component (:meth:`Registry.create`) names the plugin when its factory fails, and checks
-the kind's contract once on the built object (a backbone's output shapes), so a broken plugin is one
-message with the ``PXP_DISABLE_PLUGINS`` hint instead of a traceback from deep inside a stage.
+Registering checks the config model against its kind's contract (:mod:`pxp.core.contracts`); building a
+component (:meth:`Registry.create`) names the plugin when its factory fails, and checks the kind's
+contract once on the built object (its base class and required members; a backbone's output shapes), so
+a broken plugin is one message with the ``PXP_DISABLE_PLUGINS`` hint instead of a traceback from deep
+inside a stage.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
+from . import contracts, hookspecs
 from .errors import PluginError, PxpError
 
 KINDS = ("scenes", "datasets", "backbones", "heads", "objectives", "evaluators", "loggers")
@@ -115,7 +117,7 @@ class Registry:
             raise PluginError(f"{what} failed to build: {_last_line(exc)}{_hint(comp.plugin)}") from exc
         check = CONTRACTS.get(kind)
         try:
-            problem = check(obj, config) if check else None
+            problem = contracts.object_problem(kind, obj) or (check(obj, config) if check else None)
         except Exception as exc:
             problem = f"checking it raised {_last_line(exc)}"
         if problem:
@@ -147,8 +149,11 @@ def _check_config_model(kind: str, name: str, model) -> None:
     ann = fields["type"].annotation
     if typing.get_origin(ann) is not typing.Literal or typing.get_args(ann) != (name,):
         raise PluginError(f"{kind[:-1]} '{name}': config_model.type must be Literal['{name}'], got {ann!r}")
+    problem = contracts.config_problem(kind, model)
+    if problem:
+        raise PluginError(f"{kind[:-1]} '{name}': {problem}")
     declared = {"heads": ("output_kind", str), "objectives": ("accepts", tuple)}.get(kind)
-    if declared and hasattr(model, declared[0]) and not isinstance(getattr(model, declared[0]), declared[1]):
+    if declared and not isinstance(getattr(model, declared[0]), declared[1]):
         raise PluginError(f"{kind[:-1]} '{name}': config_model.{declared[0]} must be a "
                           f"ClassVar[{declared[1].__name__}] (see pxp.core.contracts)")
 

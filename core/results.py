@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import io
+from .rundir import RunDir
 
 EPISODE_FIELDS = ("evaluation", "evaluator", "policy", "cell", "offset", "view", "seed", "outcome", "steps",
                   "error", "diagnostics", "video")
@@ -47,7 +48,7 @@ def public_episode(ep: dict) -> dict:
 
 def write_results(run_dir, episodes: list[dict], summaries: dict, **extra) -> Path:
     """Write ``run_dir/results.json`` atomically (temp file + os.replace): see docs/evaluation.md."""
-    path = Path(run_dir) / "results.json"
+    path = RunDir(run_dir).results
     io.write_json(path, {**extra, "episodes": [public_episode(e) for e in episodes], "summaries": summaries})
     return path
 
@@ -62,11 +63,12 @@ def collect_results(run_dir, spec) -> Path:
 
     replicated = getattr(spec, "replicas", None) or {}
     index = replicate_index(spec)
-    evals = Path(run_dir) / "evals"
-    others = sorted(p.parent.name for p in evals.glob("*/result.json") if p.parent.name not in spec.evaluations)
+    run = RunDir(run_dir)
+    others = sorted(p.name for p in run.evals.glob("*")
+                    if p.name not in spec.evaluations and run.eval_result(p.name).exists())
     episodes, summaries, configs = [], {}, {}
     for name in [*spec.evaluations, *others]:
-        data = io.read_json(evals / name / "result.json")
+        data = io.read_json(run.eval_result(name))
         if data:
             tag = {}
             if replicated and name in index:

@@ -12,7 +12,7 @@ Sizes a plugin's ``smoke()`` should use live here, so every plugin shrinks to th
 from __future__ import annotations
 
 import copy
-from typing import Any
+
 
 from pydantic import ValidationError
 
@@ -89,52 +89,14 @@ def smoke_train(train: dict) -> dict:
             "warmup_steps": min(int(train.get("warmup_steps", 0)), 1), "eval_every": steps, "num_workers": 0}
 
 
-def shrink_split(split: Any, rows: int, cols: int) -> Any:
-    """A split that names the same cells' kind on a rows × cols grid and is not empty there."""
-    from .grid import SplitConfig
-
-    try:
-        s = SplitConfig.model_validate(split)
-    except ValidationError:
-        return split  # validation reports it, with its path
-    fit = {}
-    if s.name in ("random", "corners"):
-        fit["n"] = min(s.n, SPLIT_CELLS, rows * cols)
-    elif s.name == "inner":
-        fit["k"] = min(s.k, rows, cols)
-    elif s.name in ("rows", "cols"):
-        size = rows if s.name == "rows" else cols
-        fit["indices"] = sorted({min(i, size - 1) for i in s.indices})
-    elif s.name == "cells":
-        fit["cells"] = [c if isinstance(c, int) and c < rows * cols else
-                        ((min(c[0], rows - 1), min(c[1], cols - 1)) if not isinstance(c, int) else rows * cols - 1)
-                        for c in s.cells]
-    return str(SplitConfig(**{**s.model_dump(), **fit}))
-
-
-def smallest_grid(split: Any, rows: int, cols: int, make_grid, shapes=DATASET_SHAPES) -> tuple[int, int, Any]:
-    """(rows, cols, split) for the smallest of :data:`DATASET_SHAPES` (within rows × cols) where the shrunk
-    ``split`` still has cells; ``make_grid(rows, cols)`` builds the plugin's grid to count them."""
-    for r, c in shapes:
-        r, c = min(r, rows), min(c, cols)
-        shrunk = shrink_split(split, r, c)
-        try:
-            if len(make_grid(r, c).select(shrunk)):
-                return r, c, shrunk
-        except ValueError:
-            continue
-    r, c = min(GRID_SIDE, rows), min(GRID_SIDE, cols)
-    return r, c, shrink_split(split, r, c)
-
-
 # ---------------------------------------------------------------- plumbing
 
 def _plugin_overrides(registry, kind: str, section: dict) -> dict:
     """What the section's config model says to change at smoke scale ({} without a smoke() hook)."""
     comp = registry.components.get(kind, {}).get(section.get("type"))
-    model = getattr(comp, "config_model", None)
-    if model is None or not hasattr(model, "smoke"):
-        return {}
+    if comp is None:
+        return {}  # an unknown type: validation names it
+    model = comp.config_model
     try:
         config = model.model_validate(section)
     except ValidationError:

@@ -60,8 +60,23 @@ class TrainConfig(Strict):
 class ReportConfig(Strict):
     title: Optional[str] = None
     videos_per_policy: int = Field(2, ge=0, description="episodes rendered to mp4 per policy and evaluation")
-    heatmaps: bool = True
-    probe: bool = Field(True, description="add the probe's section (pxp probe), where a plugin provides one")
+    sections: dict[str, bool] = Field(default_factory=dict, description=(
+        "switch report sections off (false) by name, e.g. {probe: false, prediction_strips: false}; "
+        "every section not named here is on"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_switches(cls, data):
+        """Run directories written before ``sections`` say ``heatmaps: false`` / ``probe: false``; read them
+        as the sections they switched (``pxp eval`` on an old run keeps working)."""
+        if isinstance(data, dict) and ("heatmaps" in data or "probe" in data):
+            data = dict(data)
+            sections = dict(data.get("sections") or {})
+            for old, new in (("heatmaps", "prediction_strips"), ("probe", "probe")):
+                if old in data:
+                    sections.setdefault(new, bool(data.pop(old)))
+            data["sections"] = sections
+        return data
 
 
 def _union(models: list[type], kind: str):
@@ -93,7 +108,7 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
     return create_model(
         "Spec",
         __config__=ConfigDict(extra="forbid"),
-        __doc__="A pxp experiment: scene, datasets, policies, evaluations and report.",
+        __doc__="An experiment: scene, datasets, policies, evaluations and report.",
         name=(str, Field(..., pattern=NAME, max_length=NAME_MAX, description="run name; the run directory is runs/<name>")),
         description=(str, ""),
         seed=(int, 0),
@@ -337,9 +352,8 @@ def check_contracts(spec, registry: Registry) -> list[tuple[str, str]]:
     problems = []
     for name, pol in spec.policies.items():
         head, objective = registry.get("heads", pol.head.type), registry.get("objectives", pol.objective.type)
-        kind = getattr(head.config_model, "output_kind", None)
-        accepts = getattr(objective.config_model, "accepts", None)
-        if kind is not None and accepts is not None and kind not in accepts:
+        kind, accepts = head.config_model.output_kind, objective.config_model.accepts
+        if kind not in accepts:
             problems.append((f"policies.{name}.objective",
                              f"objective '{objective.name}' (plugin '{objective.plugin}') accepts head outputs "
                              f"{', '.join(map(repr, accepts))}, but head '{head.name}' (plugin '{head.plugin}') "
@@ -356,15 +370,8 @@ def policy_groups(spec) -> dict[str, list[str]]:
 
 
 def referenced_policies(config) -> list[str]:
-    """Policy names an evaluator config refers to (``referenced_policies()`` or a ``policies`` field)."""
-    if hasattr(config, "referenced_policies"):
-        return list(config.referenced_policies())
-    value = getattr(config, "policies", None)
-    if isinstance(value, dict):
-        return [n for names in value.values() for n in ([names] if isinstance(names, str) else names)]
-    if isinstance(value, str):
-        return [value]
-    return list(value or [])
+    """Policy names an evaluator config refers to (its contract's ``referenced_policies()``)."""
+    return list(config.referenced_policies())
 
 
 def resolve_policy_names(spec, names) -> list[str]:
@@ -391,7 +398,7 @@ def check_references(spec, groups: dict[str, list[str]]) -> list[tuple[str, str]
     for name, pol in spec.policies.items():
         if pol.dataset not in datasets:
             problems.append((f"policies.{name}.dataset", f"no dataset named {pol.dataset!r} (datasets: {', '.join(sorted(datasets)) or 'none'})"))
-        keys = getattr(spec.datasets.get(pol.dataset), "filter_keys", None)
+        keys = spec.datasets[pol.dataset].filter_keys if pol.dataset in datasets else None
         if pol.filter_key and keys is not None and pol.filter_key not in keys:
             problems.append((f"policies.{name}.filter_key", f"dataset {pol.dataset!r} has no filter key "
                                                             f"{pol.filter_key!r} (allowed: {', '.join(keys)})"))

@@ -1,7 +1,8 @@
 """Evaluators: what to roll out, running it in parallel, and scoring it.
 
-An evaluator plugin subclasses :class:`Evaluator` and usually only writes :meth:`Evaluator.episodes`
-(the list of :class:`EpisodeTask` to run) and, if it has its own breakdown, :meth:`Evaluator.groups`.
+An evaluator plugin subclasses :class:`EpisodeEvaluator` (an implementation of the contract
+:class:`pxp.core.contracts.Evaluator`) and usually only writes :meth:`EpisodeEvaluator.episodes` (the list
+of :class:`EpisodeTask` to run) and, if it has its own breakdown, :meth:`EpisodeEvaluator.groups`.
 Running (worker pool, crash capture, resume, videos) and scoring (rates with Wilson intervals,
 weighted score, paired McNemar) are shared here, so every evaluator's numbers mean the same thing.
 
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from pxp.core import execution, io
+from pxp.core import contracts, execution, io
 from pxp.core.execution import input_dir, output_file
+from pxp.core.rundir import RunDir
 from pxp.core.results import EPISODE_FIELDS, cluster_keys, episode_pair_key, pair_key  # noqa: F401  (re-exported)
 from . import stats
 
@@ -76,8 +78,8 @@ def run_episode(task: EpisodeTask) -> dict:
     scene = execution.worker_cache(task.scene.model_dump_json(), lambda: registry.create("scenes", task.scene),
                                    slot="scene")
     execution.start_clock()  # the episode's time limit counts from here, not from the worker's start-up
-    if hasattr(policy, "prepare"):  # privileged test policies (the expert) plan from the scene first
-        policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
+    # privileged test policies (the expert) plan from the scene first; for the others it does nothing
+    policy.prepare(scene, offset=task.offset, view=task.view, seed=task.seed)
     ep = rollout(scene, policy, offset=task.offset, view=task.view, seed=task.seed, max_steps=task.max_steps,
                  replan_every=task.replan_every, steps_per_target=task.steps_per_target,
                  trained_stride=task.trained_stride,
@@ -97,7 +99,7 @@ def _load_policy(task: EpisodeTask, registry):
     return load_policy(task.checkpoint, task.device, registry=registry)
 
 
-class FaultPolicy:
+class FaultPolicy(contracts.RolloutPolicy):
     """``builtin:crash`` raises, ``builtin:hang`` blocks forever, ``builtin:segfault`` kills its process
     with SIGSEGV, each on its first prediction (after the scene has been reset, as a real policy would)."""
 
@@ -339,10 +341,8 @@ def failure_table(summary: dict) -> str:
 
 # ----------------------------------------------------------------------------- plugin configs and helpers
 
-class EvaluatorConfig(BaseModel):
-    """Fields every evaluator takes. Subclasses add ``type: Literal["<name>"] = "<name>"``."""
-
-    model_config = ConfigDict(extra="forbid")
+class EpisodeEvaluatorConfig(contracts.EvaluatorConfig):
+    """Fields every :class:`EpisodeEvaluator` takes. Subclasses add ``type: Literal["<name>"] = "<name>"``."""
     policies: list[str] = Field(..., min_length=1, description="policies of this spec (or sweep groups) to evaluate")
     episodes_per_position: int = Field(5, ge=1, description="episodes (seeds) per test position or viewpoint")
     max_steps: int = Field(600, ge=1, description="control steps per episode, at most")
@@ -363,6 +363,9 @@ class EvaluatorConfig(BaseModel):
     def referenced_policies(self) -> list[str]:
         return list(self.policies)
 
+    def scene_overrides(self) -> dict:
+        return dict(self.scene or {})
+
     def smoke(self) -> dict:
         """Overrides at smoke scale (``pxp run --smoke``); subclasses add their own sizes."""
         from pxp.core import smoke
@@ -382,36 +385,28 @@ def episode_seed(*parts: int) -> int:
 
 
 def scene_outcomes(scene_cfg):
-    """The :class:`pxp.core.contracts.Outcomes` a scene's config model declares."""
-    outcomes = getattr(scene_cfg, "outcomes", None)
-    if outcomes is None:
-        from pxp.core.errors import PxpError
-
-        raise PxpError(f"scene {getattr(scene_cfg, 'type', '?')}: its config model declares no outcomes "
-                       "(outcomes: ClassVar[pxp.core.contracts.Outcomes])")
-    return outcomes
+    """The :class:`pxp.core.contracts.Outcomes` a scene's config model declares (its contract requires them)."""
+    return scene_cfg.outcomes
 
 
-def scene_workspace(scene_cfg) -> tuple:
-    """((dx_min, dx_max), (dy_min, dy_max)) from a scene config, without building the scene."""
-    ws = getattr(scene_cfg, "workspace", None)
-    if ws is None and hasattr(scene_cfg, "workspace_dx"):
-        ws = (scene_cfg.workspace_dx, scene_cfg.workspace_dy)
-    if ws is None:
-        raise ValueError(f"scene {getattr(scene_cfg, 'type', '?')} declares no workspace; set the evaluator's extent")
-    return tuple(tuple(float(v) for v in axis) for axis in ws)
+def offset_extent(scene_cfg) -> tuple:
+    """((dx_min, dx_max), (dy_min, dy_max)), m: where the scene's objects may be shifted to, from its config."""
+    extent = scene_cfg.offset_extent()
+    if extent is None:
+        raise ValueError(f"scene {scene_cfg.type} declares no offset extent; set the evaluator's extent")
+    return tuple(tuple(float(v) for v in axis) for axis in extent)
 
 
 def pick_positions(scene_cfg, split, n: int | None, seed: int, grid=(16, 16), extent=None) -> list[tuple[list, tuple]]:
     """``n`` cells of ``split`` on the position grid as (cell [row, col], offset (dx, dy)).
 
-    The grid spans ``extent`` (default: the scene config's workspace), rows along dx, columns along
-    dy (see pxp.core.grid). ``n`` cells are drawn without replacement with ``seed`` (all when None or
+    The grid spans ``extent`` (default: the scene config's offset extent), rows along dx, columns along
+    dy (see pxp.experiment.grid). ``n`` cells are drawn without replacement with ``seed`` (all when None or
     larger than the split), then sorted, so every policy sees the same positions.
     """
-    from pxp.core.grid import position_grid
+    from pxp.experiment.grid import position_grid
 
-    g = position_grid(int(grid[0]), int(grid[1]), extent or scene_workspace(scene_cfg))
+    g = position_grid(int(grid[0]), int(grid[1]), extent or offset_extent(scene_cfg))
     cells = g.select(split)
     if n is not None and n < len(cells):
         cells = np.sort(np.random.default_rng(seed).choice(cells, size=n, replace=False))
@@ -420,8 +415,9 @@ def pick_positions(scene_cfg, split, n: int | None, seed: int, grid=(16, 16), ex
 
 # ----------------------------------------------------------------------------- the plugin base class
 
-class Evaluator(abc.ABC):
-    """Base class for evaluator plugins. ``config`` is the plugin's config (an :class:`EvaluatorConfig`).
+class EpisodeEvaluator(contracts.Evaluator, abc.ABC):
+    """Base class for evaluator plugins that run episodes on the worker pool. ``config`` is the plugin's
+    config (an :class:`EpisodeEvaluatorConfig`).
 
     Subclasses implement :meth:`episodes`; they may override :meth:`groups` (labels to break the
     summary down by), :meth:`summarize` (add to the base summary), :meth:`report_section` and
@@ -449,14 +445,13 @@ class Evaluator(abc.ABC):
     def run(self, ctx) -> list[dict]:
         """Run every episode through the worker pool; crashed episodes come back with ``error`` set."""
         name = self.name(ctx)
-        self.outcomes = scene_outcomes(ctx.scene_config(**(self.config.scene or {})))
+        self.outcomes = scene_outcomes(ctx.scene_config(**self.config.scene_overrides()))
         tasks = self.with_videos(ctx, self.episodes(ctx))
         ctx.log(f"{name}: {len(tasks)} episodes on {ctx.workers} worker(s)")
         with ctx.progress(f"eval {name}", total=len(tasks)) as bar:
             episodes = run_episodes(tasks, workers=ctx.workers, progress=bar, log=ctx.log, executor=ctx.executor,
-                                    journal=Path(ctx.run_dir) / "evals" / name / "episodes.jsonl",
-                                    timeout=_time_limit(self.config),
-                                    retries=int(getattr(self.config, "episode_retries", 2)),
+                                    journal=RunDir(ctx.run_dir).eval_journal(name),
+                                    timeout=self.config.time_limit(), retries=self.config.episode_retries,
                                     on_episode=_episode_event(ctx, name))
         for ep in episodes:  # the report links videos relative to the run directory
             if ep.get("video"):
@@ -478,7 +473,7 @@ class Evaluator(abc.ABC):
     # -- helpers for subclasses
     def name(self, ctx) -> str:
         """The evaluation's name in the spec (the runner sets ``ctx.unit``)."""
-        return getattr(ctx, "unit", None) or self.config.type
+        return ctx.unit or self.config.type
 
     def policy_names(self, ctx, names=None) -> list[str]:
         """Policy names with sweep groups expanded into their members."""
@@ -489,7 +484,7 @@ class Evaluator(abc.ABC):
     def task(self, ctx, policy: str, **kw) -> EpisodeTask:
         """An EpisodeTask with the run's settings filled in (checkpoint, device, scene, limits)."""
         cfg = self.config
-        scene = ctx.scene_config(**(cfg.scene or {}))
+        scene = ctx.scene_config(**cfg.scene_overrides())
         defaults = dict(evaluation=self.name(ctx), evaluator=cfg.type, policy=policy,
                         checkpoint=str(ctx.checkpoint_dir(policy)), scene=scene, device=str(ctx.device),
                         max_steps=cfg.max_steps, replan_every=cfg.replan_every,
@@ -499,13 +494,13 @@ class Evaluator(abc.ABC):
 
     def with_videos(self, ctx, tasks: list[EpisodeTask]) -> list[EpisodeTask]:
         """Record the first ``config.videos`` episodes of each policy (the same positions for all)."""
-        n = int(getattr(self.config, "videos", 0) or 0)
+        n = self.config.videos
         seen: dict[str, int] = {}
         out = []
         for t in tasks:
             k = seen.get(t.policy, 0)
             if k < n:
-                path = Path(ctx.run_dir) / "evals" / self.name(ctx) / "videos" / f"{t.policy}-{k:02d}.mp4"
+                path = RunDir(ctx.run_dir).eval_video(self.name(ctx), t.policy, k)
                 t = _replace(t, video_path=str(path))
             seen[t.policy] = k + 1
             out.append(t)
@@ -521,13 +516,7 @@ def _episode_event(ctx, name: str):
 
 
 def _recipe(ctx):
-    registry = getattr(ctx, "registry", None)
-    return getattr(registry, "recipe", None)
-
-
-def _time_limit(config) -> float | None:
-    limit = getattr(config, "time_limit", None)  # evaluator configs not built on EvaluatorConfig have none
-    return limit() if callable(limit) else None
+    return ctx.registry.recipe
 
 
 def _relative(path: str, root) -> str:
@@ -539,8 +528,8 @@ def _relative(path: str, root) -> str:
 
 def _target_stride(ctx, policy: str) -> int | None:
     """The frames between the targets the policy was trained on: about the steps to reach one."""
-    pol = (getattr(getattr(ctx, "spec", None), "policies", None) or {}).get(policy)
-    return getattr(getattr(pol, "train", None), "target_stride", None)
+    pol = ctx.spec.policies.get(policy)  # None for builtin: policies
+    return pol.train.target_stride if pol is not None else None
 
 
 def _replace(task: EpisodeTask, **kw) -> EpisodeTask:

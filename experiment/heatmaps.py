@@ -25,6 +25,7 @@ import numpy as np
 
 from pxp.core import execution, io
 from pxp.core.camera import Camera
+from pxp.core.rundir import RunDir
 
 PANEL = 160  # px per panel (images are resized to this width)
 GAP = 4
@@ -63,7 +64,7 @@ class PointFigure:
 
 def figure_of(policy):
     """The head's figure, else the default point figure titled with the head's type."""
-    figure = getattr(policy.head, "figure", None)
+    figure = policy.head.figure
     return figure if figure is not None else PointFigure((policy.config.get("head") or {}).get("type", "head"))
 
 
@@ -104,7 +105,7 @@ def write_strips(run_dir: Path, spec_dict: dict, device="cpu", *, n_train: int =
         return []
     import timm  # noqa: F401  (triton before any scene renders: the other order segfaults)
 
-    results = io.read_json(run_dir / "results.json", {}) or {}
+    results = io.read_json(RunDir(run_dir).results, {}) or {}
     episodes = results.get("episodes") or []
     written: list[Path] = []
     for ev_name, names in work.items():
@@ -157,7 +158,7 @@ def _expand(names, groups: dict) -> list[str]:
 def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log, registry) -> Path | None:
     from .policy import load_policy, read_marker
 
-    ckpt = run_dir / "checkpoints" / pol
+    ckpt = RunDir(run_dir).checkpoint(pol)
     policy = load_policy(ckpt, device=device, registry=registry)
     marker = read_marker(ckpt) or {}
     stride = int(policy.target_stride or 1)
@@ -175,7 +176,7 @@ def _strip(run_dir, spec, ev_name, pol, eps, frames, device, n_train, n_ood, log
         log(f"heatmaps: {ev_name}/{pol}: no frames to draw")
         return None
     image = draw_strip(policy, train_frames + ood_frames, f"{ev_name} - {pol} ({{title}}, step {policy.step})")
-    path = run_dir / "plots" / f"{ev_name}_{pol}_heatmaps.png"
+    path = RunDir(run_dir).plot(f"{ev_name}_{pol}_heatmaps.png")
     with io.atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return path
@@ -200,7 +201,7 @@ def _train_frames(run_dir: Path, pol_cfg: dict, marker: dict, n: int, horizon: i
 
     if n <= 0:
         return []
-    path = run_dir / "data" / f"{pol_cfg['dataset']}.hdf5"
+    path = RunDir(run_dir).dataset(pol_cfg["dataset"])
     out = []
     with open_dataset(path) as f:
         demos = list(((marker.get("demos") or {}).get("train")) or range(len(f)))
@@ -276,9 +277,7 @@ class _OodFrames:
 
     def close(self) -> None:
         if self.scene is not None and not self.shared:
-            close = getattr(self.scene, "close", None)
-            if close:
-                close()
+            self.scene.close()
             self.scene = None
 
 

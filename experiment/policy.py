@@ -24,9 +24,11 @@ import numpy as np
 
 from pxp.core import io
 from pxp.core.camera import Camera
+from pxp.core.contracts import RolloutPolicy
 from pxp.core.errors import PxpError
 
 MARKER = "checkpoint.json"
+METRICS = "metrics.jsonl"
 FORMAT = "pxp-policy/1"
 
 
@@ -50,7 +52,7 @@ def image_uv(batch: dict, key: str):
 
 # ---------------------------------------------------------------- the policy
 
-class Policy:
+class Policy(RolloutPolicy):
     """Backbone + head. ``config`` holds the JSON dumps of the backbone/head/objective configs."""
 
     def __init__(self, backbone, head, config: dict, device="cpu"):
@@ -67,7 +69,7 @@ class Policy:
 
     @property
     def weights_info(self) -> dict:
-        return dict(getattr(self.backbone, "weights_info", {"source": "unknown"}))
+        return dict(self.backbone.weights_info)
 
     def backbone_input(self, x):
         """Normalised images at the backbone's size (the resize training, inference and the feature cache share)."""

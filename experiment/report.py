@@ -18,10 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pxp.core import io
+from pxp.core.contracts import ReportSection, section_problem
+from pxp.core.rundir import RunDir
 from . import plots, stats
+from .policy import METRICS
 from .stats import pct, wpct  # noqa: F401  (the one rate format; re-exported for sections)
 
 SMOKE_BANNER = ("SMOKE RUN (pxp run --smoke): every size shrunk (64 px images, tiny random-init backbones, a few "
@@ -156,29 +158,33 @@ class Report:
         self.run_dir = Path(run_dir)
         self.registry = registry if registry is not None else get_registry()
         self.device, self.log = device, log
-        self.spec = yaml.safe_load((self.run_dir / "spec.resolved.yaml").read_text())
-        self.results = io.read_json(self.run_dir / "results.json", {"episodes": [], "summaries": {}})
-        self.manifest = io.read_json(self.run_dir / "manifest.json", {})
+        self.paths = RunDir(run_dir)
+        self.spec = self.paths.spec_data()  # plain data: sections read it, and the figures' worker process gets it
+        self.results = io.read_json(self.paths.results, {"episodes": [], "summaries": {}})
+        self.manifest = io.read_json(self.paths.manifest, {})
         self.episodes = self.results.get("episodes", [])
         self.evaluations: dict[str, list] = defaultdict(list)
         for e in self.episodes:
             self.evaluations[e["evaluation"]].append(e)
-        self.plots = self.run_dir / "plots"
+        self.plots = self.paths.plots
         self.plots.mkdir(exist_ok=True)
 
     @property
     def settings(self) -> dict:
         return self.spec.get("report") or {}
 
+    def section_on(self, name: str) -> bool:
+        """Whether the spec's ``report.sections`` leaves the section ``name`` on (the default)."""
+        return bool((self.settings.get("sections") or {}).get(name, True))
+
     @property
     def outcomes(self):
         """The scene's :class:`pxp.core.contracts.Outcomes` (how episodes end, their weights and colours)."""
         scene = (self.spec.get("scene") or {}).get("type")
         comp = self.registry.components["scenes"].get(scene)
-        outcomes = getattr(comp.config_model, "outcomes", None) if comp else None
-        if outcomes is None:
-            raise ValueError(f"report: scene {scene!r} is not installed or declares no outcomes")
-        return outcomes
+        if comp is None:
+            raise ValueError(f"report: scene {scene!r} is not installed")
+        return comp.config_model.outcomes
 
     def score(self, episodes) -> dict:
         """Counts, rates and intervals of these episodes (:func:`pxp.experiment.stats.summarize_outcomes`)."""
@@ -191,14 +197,14 @@ class Report:
         """How reports name a policy's head: the head config's ``label`` (e.g. a family name), else its type."""
         head = self.spec["policies"].get(policy, {}).get("head", {}).get("type", "")
         comp = self.registry.components["heads"].get(head)
-        label = getattr(comp.config_model, "label", None) if comp else None
+        label = comp.config_model.label if comp else None
         return label or head or "?"
 
     def axis(self, evaluation: str) -> str:
         """What an evaluation varies, for headings: its config model's ``axis``, else its type."""
         etype = self.evaluation_config(evaluation).get("type")
         comp = self.registry.components["evaluators"].get(etype)
-        axis = getattr(comp.config_model, "axis", None) if comp else None
+        axis = comp.config_model.axis if comp else None
         return axis or etype
 
     def evaluation_config(self, evaluation: str) -> dict:
@@ -241,10 +247,10 @@ def write_report(run_dir: Path, ctx=None) -> Path:
     doc.h(1, title)
     if report.spec.get("description"):
         doc.p(report.spec["description"])
-    ordered = sorted(sections(report), key=lambda s: getattr(s, "order", 50))
+    ordered = sorted(sections(report), key=lambda s: s.order)
     # The figures' worker process and the sections' slow work (the probe) run side by side: two cores.
     figures = threading.Thread(target=_prediction_figures, args=(report,), daemon=True)
-    if report.settings.get("heatmaps", True):
+    if report.section_on("prediction_strips"):
         figures.start()
     for section in ordered:
         _guarded(section, "prepare", report)
@@ -252,22 +258,18 @@ def write_report(run_dir: Path, ctx=None) -> Path:
         figures.join()
     for section in ordered:
         _guarded(section, "render", report, doc)
-    io.write_text(report.run_dir / "report.md", doc.markdown())
-    io.write_text(report.run_dir / "report.html", doc.html(title))
-    return report.run_dir / "report.html"
+    io.write_text(report.paths.report_md, doc.markdown())
+    io.write_text(report.paths.report_html, doc.html(title))
+    return report.paths.report_html
 
 
-def _guarded(section, method: str, *args) -> None:
-    """Call a section's ``prepare`` / ``render`` (when it has one): one section must not cost the others."""
-    fn = getattr(section, method, None)
-    if fn is None:
-        return
+def _guarded(section: ReportSection, method: str, *args) -> None:
+    """Call a section's ``prepare`` or ``render``: one section must not cost the others."""
     try:
-        fn(*args)
+        (section.prepare if method == "prepare" else section.render)(*args)
     except Exception as exc:
         what = "not written" if method == "render" else f"{method} failed"
-        print(f"warning: report section {getattr(section, 'title', section)!r} {what}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(f"warning: report section {section.title!r} {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def sections(report: Report) -> list:
@@ -277,10 +279,18 @@ def sections(report: Report) -> list:
     if manager is not None:
         for impl in manager.hook.pxp_report_sections.get_hookimpls():
             try:
-                out.extend(impl.function(report=report) or [])
+                given = list(impl.function(report=report) or [])
             except Exception as exc:
                 print(f"warning: report: plugin {impl.plugin_name!r} gave no sections: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
+                continue
+            for section in given:
+                problem = section_problem(section)
+                if problem:  # refused, named; the other sections are still written
+                    print(f"warning: report: a section of plugin {impl.plugin_name!r} is left out: {problem}",
+                          file=sys.stderr)
+                else:
+                    out.append(section)
     return out
 
 
@@ -304,7 +314,7 @@ def _figures_task(args) -> list[str]:
     return [str(p) for p in write_strips(run_dir, spec, device, registry=registry_from_recipe(recipe))]
 
 
-class FailedEpisodes:
+class FailedEpisodes(ReportSection):
     """One paragraph counting the episodes that crashed, timed out or lost their worker, if any (right
     after a plugin's summary, order 10)."""
 
@@ -340,7 +350,7 @@ def by_policy(episodes) -> dict[str, list]:
 
 # ---------------------------------------------------------------- one section per evaluation
 
-class EvaluationSections:
+class EvaluationSections(ReportSection):
     title, order = "Evaluations", 20
 
     def render(self, report: Report, doc: Doc) -> None:
@@ -354,9 +364,9 @@ def evaluation_section(report: Report, doc: Doc, name: str, eps: list) -> None:
     policy_table(report, doc, groups)
     summary = report.summary(name)
     evaluator = report.evaluator(name)
-    figures = getattr(evaluator, "report_figures", None)
+    figures = evaluator.report_figures if evaluator is not None else None
     (figures or position_figures)(report, doc, name, eps, summary)
-    section = evaluator.report_section(summary) if evaluator is not None and hasattr(evaluator, "report_section") else ""
+    section = evaluator.report_section(summary) if evaluator is not None else ""
     if section:
         doc.md(section)
     videos = [e for e in eps if e.get("video")]
@@ -397,17 +407,17 @@ def position_figures(report: Report, doc: Doc, name: str, eps: list, summary: di
 
 # ---------------------------------------------------------------- training and provenance
 
-class TrainingSection:
+class TrainingSection(ReportSection):
     title, order = "Training", 40
 
     def render(self, report: Report, doc: Doc) -> None:
-        run_dir, spec = report.run_dir, report.spec
-        metrics = {p: io.read_jsonl(run_dir / "checkpoints" / p / "metrics.jsonl") for p in spec.get("policies", {})}
+        paths, spec = report.paths, report.spec
+        metrics = {p: io.read_jsonl(paths.checkpoint(p) / METRICS) for p in spec.get("policies", {})}
         metrics = {p: m for p, m in metrics.items() if m}
         doc.h(2, "Training")
         rows = []
         for pol, pcfg in spec.get("policies", {}).items():
-            marker = io.read_json(run_dir / ".stages" / f"training.{pol}.json", {}) or {}
+            marker = io.read_json(paths.marker("training", pol), {}) or {}
             res = marker.get("result", {})
             bb = pcfg["backbone"]
             rows.append([pol, report.label(pol), _backbone_text(bb),
@@ -457,7 +467,7 @@ def _drift_text(drift: dict | None) -> str:
     return f"{verdict} ({names}; quick, {drift.get('checked', '?')} on {drift.get('host', '?')})"
 
 
-class ProvenanceSection:
+class ProvenanceSection(ReportSection):
     title, order = "Provenance", 90
 
     def render(self, report: Report, doc: Doc) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pxp.core.camera import Camera
+from pxp.core.contracts import RolloutPolicy
 
 class PredictionError(ValueError):
     """A policy returned something that is not a (T, 4) array of finite targets."""
@@ -61,16 +62,17 @@ def rollout(
     """
     if (replan_every is not None and replan_every < 1) or max_steps < 1:
         raise ValueError("replan_every and max_steps must be >= 1")
-    budget = int(steps_per_target or getattr(policy, "target_stride", None) or trained_stride or 4)
+    if not isinstance(policy, RolloutPolicy):
+        raise TypeError(f"{type(policy).__name__} is not a pxp.core.contracts.RolloutPolicy (derive from it)")
+    budget = int(steps_per_target or policy.target_stride or trained_stride or 4)
     t0 = time.perf_counter()
     obs = scene.reset(offset=tuple(offset), view=None if view is None else tuple(view), seed=int(seed))
-    if hasattr(policy, "reset"):
-        policy.reset()  # per-episode state (e.g. the expert's plan pointer); never sees the scene
+    policy.reset()  # per-episode state (e.g. the expert's plan pointer); never sees the scene
     tracker = _Recorder(scene, obs, record_frames, frame_every)
     success = scene.outcomes.success
     steps, predictions = 0, 0
     while steps < max_steps:
-        targets = _predict(policy, obs, scene.camera)
+        targets = predict_targets(policy, obs, scene.camera)
         predictions += 1
         for target in targets[:replan_every or len(targets)]:
             steps += _execute(scene, target, min(budget, max_steps - steps), tol, tracker)
@@ -100,7 +102,7 @@ def rollout(
 
 # ----------------------------------------------------------------------------- the two halves
 
-def _predict(policy, obs: dict, camera: Camera) -> np.ndarray:
+def predict_targets(policy, obs: dict, camera: Camera) -> np.ndarray:
     """Ask the policy with copies only: whatever it does to them cannot reach the simulator."""
     image = np.array(obs["image"], dtype=np.uint8, copy=True)  # writable: torch warns on read-only arrays
     state = {
@@ -146,8 +148,7 @@ class _Recorder:
 
     def __init__(self, scene, obs: dict, record_frames: bool, frame_every: int):
         self.scene = scene
-        make = getattr(scene, "tracker", None)
-        self.tracker = make(obs) if make is not None else None
+        self.tracker = scene.tracker(obs)
         self.recording, self._every, self._n = record_frames, max(1, int(frame_every)), 0
         self.frames: list[np.ndarray] = [np.array(obs["image"])] if record_frames else []
         self.stages: list = [self._badge(obs)] if record_frames else []  # per-frame badge
@@ -181,7 +182,7 @@ class _Recorder:
 
 # ----------------------------------------------------------------------------- test policies
 
-class HomePolicy:
+class HomePolicy(RolloutPolicy):
     """Always predicts the pose the robot started the episode in, gripper open. Must score MISS."""
 
     def __init__(self, home=None, horizon: int = 1):
@@ -198,7 +199,7 @@ class HomePolicy:
         return np.tile(np.append(self._home, 0.0), (self.horizon, 1))
 
 
-class ExpertPolicy:
+class ExpertPolicy(RolloutPolicy):
     """The scripted expert as a policy: replays the expert's per-step commands through the executor.
 
     :meth:`prepare` (called by the evaluation worker before the rollout, never by the rollout itself)
@@ -211,7 +212,7 @@ class ExpertPolicy:
     :meth:`seek` lets a probe ask it mid-episode: after ``seek(k)`` it answers from its k-th command.
     """
 
-    target_stride = 1
+    target_stride, privileged = 1, True
 
     def __init__(self, chunk: int = 1, stop_after: str | None = None):
         self.chunk = int(chunk)
@@ -239,7 +240,7 @@ class ExpertPolicy:
         return self._actions[idx]
 
 
-class DemoReplayPolicy:
+class DemoReplayPolicy(RolloutPolicy):
     """The expert's own recorded trajectory as a policy, in the training labels' form.
 
     :meth:`prepare` records the expert from the episode's reset (like :class:`ExpertPolicy`); each
@@ -248,6 +249,8 @@ class DemoReplayPolicy:
     k = 1..horizon. The rollout must execute all ``horizon`` targets for ``stride`` steps each
     (``replan_every=horizon, steps_per_target=stride``) so its frame pointer stays in step.
     """
+
+    privileged = True
 
     def __init__(self, stride: int = 4, horizon: int = 4):
         self.target_stride, self.horizon = int(stride), int(horizon)

@@ -18,11 +18,10 @@ from pxp.core import io
 from pxp.core.camera import Camera
 from pxp.core.errors import PxpError
 from . import feature_cache
-from .policy import CheckpointError, Policy, build_policy, image_hw, read_checkpoint, read_marker, write_checkpoint
+from .policy import METRICS, CheckpointError, Policy, build_policy, image_hw, read_checkpoint, read_marker, write_checkpoint
 
 LOG_EVERY = 10  # steps between train-metric lines (and NaN checks: one host sync per interval)
 EVAL_SAMPLES = 256  # held-out samples per evaluation (evenly spaced, the same every time)
-METRICS_FILE = "metrics.jsonl"  # in the checkpoint directory: one row per logged step and per evaluation
 
 
 class TrainingDiverged(PxpError):
@@ -38,12 +37,12 @@ def train_policy(name: str, policy_cfg, ctx, workspace=None) -> dict:
 
     tcfg = policy_cfg.train
     seed_everything(tcfg.seed)
-    device = torch.device(getattr(ctx, "device", "cpu") or "cpu")
+    device = torch.device(ctx.device or "cpu")
     policy = build_policy(policy_cfg.backbone, policy_cfg.head, ctx.create, device, policy_cfg.objective)
     objective = ctx.create("objectives", policy_cfg.objective)
     path = Path(ctx.dataset_path(policy_cfg.dataset))
-    train_ds, hold_ds, split = demo_datasets(path, policy, tcfg, policy_cfg.demos, getattr(policy_cfg, "demo_seed", 0),
-                                             getattr(policy_cfg, "filter_key", None))
+    train_ds, hold_ds, split = demo_datasets(path, policy, tcfg, policy_cfg.demos, policy_cfg.demo_seed,
+                                             policy_cfg.filter_key)
     held = f"holding out {len(split['holdout'])} of them" if split["holdout"] else "none held out"
     ctx.log(f"{name}: training on {len(split['train'])} demos ({len(train_ds)} samples; the dataset has "
             f"{split['available']}, {held}); backbone weights: {policy.weights_info['source']}")
@@ -53,7 +52,7 @@ def train_policy(name: str, policy_cfg, ctx, workspace=None) -> dict:
     meta = {"name": name, "dataset": policy_cfg.dataset, "demos": split}
     return train(policy, objective, train_ds, hold_ds, tcfg, ctx.checkpoint_dir(name), log=ctx.log,
                  progress=ctx.progress, init_from=init, meta=meta, description=f"train {name}",
-                 workspace=workspace or scene_workspace(policy_cfg, ctx), on_metrics=_step_event(ctx, name))
+                 workspace=workspace or end_effector_box(policy_cfg, ctx), on_metrics=_step_event(ctx, name))
 
 
 def _step_event(ctx, name: str):
@@ -65,45 +64,39 @@ def _step_event(ctx, name: str):
 
 
 def preflight(spec, source: str | None = None) -> None:
-    """Before any work: every policy's backbone that can say whether its weights can be had here
-    (a ``preflight()`` method on its config returning None or why not) is asked; if any cannot, stop
-    with ONE message (exit 2) that says how to supply them or how to opt into random init. Backbones
-    without the method (e.g. a random-init tiny ViT that replaced one in a smoke run) are not asked."""
+    """Before any work: every policy's backbone config is asked whether its weights can be had here
+    (``preflight()``: None or why not; the contract's default asks nothing); if any cannot, stop with ONE
+    message (exit 2) that says how to supply them (``how_to_supply``) or how to opt into random init."""
     from pxp.core.errors import SpecError
 
     missing: dict[str, list[str]] = {}
     for name, pol in spec.policies.items():
-        check = getattr(pol.backbone, "preflight", None)
-        problem = check() if check is not None else None
+        problem = pol.backbone.preflight()
         if problem:
             missing.setdefault(problem, []).append(name)
     if not missing:
         return
     names = [n for ns in missing.values() for n in ns]
     backbone = spec.policies[names[0]].backbone
-    how_to = getattr(backbone, "how_to_supply", None)  # the backbone plugin says how to get its weights
-    hint = how_to(names) if how_to else "supply the weights or set weights: random"
+    hint = backbone.how_to_supply(names)  # the backbone plugin says how to get its weights
     why = "; ".join(f"{p} ({', '.join(ns)})" for p, ns in missing.items())
     raise SpecError([("policies.*.backbone.weights",
                       f"pretrained backbone weights cannot be obtained on this machine: {why}. To run, "
                       f"{hint}")], source=source)
 
 
-def scene_workspace(policy_cfg, ctx):
-    """(low, high, source): the workspace box of the scene the policy's dataset was recorded in, from
-    the scene config's ``workspace_bounds()`` (None when the scene provides none). It depends on the
+def end_effector_box(policy_cfg, ctx):
+    """(low, high, source): the box of end-effector targets of the scene the policy's dataset was recorded
+    in, from the scene config's ``end_effector_box()`` (None when the scene has none). It depends on the
     scene only, never on which cells of the grid the dataset covers."""
-    get = getattr(ctx, "scene_config", None)
-    if get is None:
+    scene_cfg = ctx.scene_config(**ctx.spec.datasets[policy_cfg.dataset].scene_overrides())
+    box = scene_cfg.end_effector_box()
+    if box is None:
         return None
-    ds_cfg = (getattr(getattr(ctx, "spec", None), "datasets", None) or {}).get(policy_cfg.dataset)
-    overrides = ds_cfg.scene_overrides() if hasattr(ds_cfg, "scene_overrides") else {}
-    scene_cfg = get(**overrides)
-    bounds = getattr(scene_cfg, "workspace_bounds", None)
-    if bounds is None:
-        return None
-    low, high = bounds()
-    return tuple(map(float, low)), tuple(map(float, high)), f"scene {getattr(scene_cfg, 'type', '?')}"
+    low, high = box
+    return tuple(map(float, low)), tuple(map(float, high)), f"scene {scene_cfg.type}"
+
+
 
 
 def demo_datasets(path: Path, policy: Policy, tcfg, count: int | None, demo_seed: int = 0,
@@ -355,12 +348,11 @@ def transfer_weights(policy: Policy, source_dir, log=print) -> dict:
 
 
 def _adapt_mismatched(policy: Policy, own: dict, state: dict, copied: list, source_head: dict) -> dict:
-    hook = getattr(policy.head, "transfer_tensor", None)
     out = {}
     for k in own:
-        if hook is None or k not in state or k in copied or not k.startswith("head."):
+        if k not in state or k in copied or not k.startswith("head."):
             continue
-        t = hook(k[len("head."):], state[k], source_head)
+        t = policy.head.transfer_tensor(k[len("head."):], state[k], source_head)
         if t is not None and tuple(t.shape) == tuple(own[k].shape):
             out[k] = t
     return out
@@ -377,11 +369,10 @@ def _group(names: list[str], depth: int = 2) -> str:
 
 def prepare_head(policy: Policy, workspace, log) -> dict | None:
     """The head's one-time setup before training (:class:`pxp.core.contracts.HeadSetup`): e.g. a regression
-    head takes the scene's workspace box to normalise positions to. What it returns is kept in the marker."""
+    head takes the scene's end-effector box to normalise positions to. What it returns is kept in the marker."""
     from pxp.core.contracts import HeadSetup
 
-    prepare = getattr(policy.head, "prepare", None)
-    return prepare(HeadSetup(workspace=workspace, log=log)) if prepare is not None else None
+    return policy.head.prepare(HeadSetup(end_effector_box=workspace, log=log))
 
 
 # ---------------------------------------------------------------- the loop
@@ -454,7 +445,7 @@ def train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, log
           cache_features: bool = True, on_metrics=None) -> dict:
     """Train ``policy`` with ``objective`` until ``tcfg.steps`` / ``tcfg.minutes`` (resuming from a
     checkpoint in ``out_dir``), evaluating and checkpointing every ``tcfg.eval_every`` steps.
-    ``workspace``: (low, high, source) box the head may use (see :func:`scene_workspace`, :func:`prepare_head`).
+    ``workspace``: (low, high, source) box the head may use (see :func:`end_effector_box`, :func:`prepare_head`).
     ``cache_features``: a frozen backbone part's features come from :mod:`.feature_cache` (False: the part
     runs at every step, the reference the cache is tested and benchmarked against).
     ``on_metrics(row)``: called with each row written to metrics.jsonl (train rows get ``steps_per_s`` too)."""
@@ -468,7 +459,7 @@ def _train(policy: Policy, objective, train_ds, holdout_ds, tcfg, out_dir, *, lo
            description, workspace, cache_features, on_metrics) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / METRICS_FILE
+    metrics_path = out_dir / METRICS
     optimizer = make_optimizer(policy, tcfg)
     resumed = _resume(policy, out_dir, optimizer)
     meta = dict(meta or {})
@@ -571,7 +562,7 @@ def _evaluate_and_save(policy, objective, holdout_ds, train_ds, optimizer, dtype
     ds, split = (holdout_ds, "holdout") if holdout_ds is not None and len(holdout_ds) else (train_ds, "train-subset")
     ev = evaluate(policy, objective, ds, policy.device, dtype)
     row = {"step": step, "split": split, "elapsed_s": round(budget.elapsed, 3), **ev}
-    io.append_jsonl(out_dir / METRICS_FILE, row)
+    io.append_jsonl(out_dir / METRICS, row)
     state["holdout"] = row
     demos = meta.get("demos") or {}
     summary = {"steps": step, "seconds": round(budget.elapsed, 1), "first_loss": state["first_loss"],

@@ -17,7 +17,7 @@ from pxp.core.errors import PxpError
 from pxp.core.execution import input_dir, input_file, output_dir
 
 from .policy import MARKER
-from .training import scene_workspace, train_policy
+from .training import end_effector_box, train_policy
 
 # A training past this limit on a cluster is stopped (its worker killed; the last checkpoint stays): a unit's
 # ``minutes`` budget twice over plus loading, or, for a unit counted in steps only, a day's ceiling.
@@ -50,7 +50,7 @@ def train_through(executor, name: str, policy_cfg, ctx) -> dict:
     init = str(ctx.checkpoint_dir(policy_cfg.init_from)) if policy_cfg.init_from else None
     unit = TrainingUnit(name, policy_cfg, str(ctx.device), dataset=str(ctx.dataset_path(policy_cfg.dataset)),
                         checkpoint=str(ctx.checkpoint_dir(name)), init=init,
-                        workspace=scene_workspace(policy_cfg, ctx), plugins=getattr(ctx.registry, "recipe", None),
+                        workspace=end_effector_box(policy_cfg, ctx), plugins=getattr(ctx.registry, "recipe", None),
                         run=getattr(ctx.events, "run", None))
     fn = train_unit if executor.remote else functools.partial(train_unit, context=ctx)
     (r,) = executor.run_tasks(fn, [unit], workers=1, timeout=time_limit(policy_cfg.train) if executor.remote else None,

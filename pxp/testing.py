@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from pxp.core.plugins import GROUP, Registry, load_registry
+from pxp.core.rundir import RunDir
 
 HEAVY_MODULES = ("torch", "timm", "mujoco", "libero", "robosuite")
 
@@ -148,7 +149,7 @@ def check_head(registry: Registry, name: str, batch: int = 2, **fields) -> HeadS
     assert getattr(head, "output_kind", None) == kind, f"head.output_kind {getattr(head, 'output_kind', None)!r} != {kind!r}"
     T, size, dim = int(head.horizon), _Backbone.image_size, _Backbone.embed_dim
     if hasattr(head, "prepare"):
-        head.prepare(HeadSetup(workspace=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_head"), log=lambda m: None))
+        head.prepare(HeadSetup(end_effector_box=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_head"), log=lambda m: None))
     data = _batch(batch, T, size)
     side = size // _Backbone.patch_size
     cond = {"eef_uv": data["eef_pixel"] / size, "eef_pos": data["eef_pos"], "gripper": data["gripper"],
@@ -308,7 +309,7 @@ def check_report_section(section, registry: Registry, run_dir=None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         if run_dir is None:
             run_dir = Path(tmp)
-            (run_dir / "spec.resolved.yaml").write_text(yaml.safe_dump({"name": "empty", "policies": {},
+            RunDir(run_dir).spec.write_text(yaml.safe_dump({"name": "empty", "policies": {},
                                                                         "evaluations": {}}))
         doc = Doc()
         section.render(Report(Path(run_dir), registry), doc)

@@ -83,7 +83,13 @@ class Ctx:
     """The parts of the runner's StageContext that training uses."""
 
     def __init__(self, root: Path, registry, device: str = "cpu"):
+        from collections import defaultdict
+        from types import SimpleNamespace
+
+        from pxp.core.contracts import DatasetConfig
+
         self.root, self.registry, self.device = Path(root), registry, device
+        self.spec = SimpleNamespace(datasets=defaultdict(DatasetConfig))  # every dataset: recorded in the spec's scene
         self.messages: list[str] = []
 
     def log(self, msg: str) -> None:

@@ -3,43 +3,46 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from pxp.core import io
+from pxp.core import contracts, io
+from pxp.core.contracts import Outcomes
 from pxp.core.hookspecs import hookimpl
 
+TOY_OUTCOMES = Outcomes(names=("PLACE", "MISS"), weights={"PLACE": 1.0, "MISS": 0.0}, rates={"place": ("PLACE",)},
+                        colours={"PLACE": "green", "MISS": "red", "ERROR": "black"},
+                        badges={"PLACE": ("PLACE", (0, 160, 0)), "MISS": ("MISS", (200, 0, 0))})
 
-class Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class ToySceneConfig(Cfg):
+class ToySceneConfig(contracts.SceneConfig):
+    outcomes: ClassVar[Outcomes] = TOY_OUTCOMES
+    image_key: ClassVar[str] = "rgb"
     type: Literal["toy_scene"] = "toy_scene"
     size: int = 8
 
 
-class ToyDatasetConfig(Cfg):
+class ToyDatasetConfig(contracts.DatasetConfig):
     type: Literal["toy_dataset"] = "toy_dataset"
     episodes: int = 3
     scene: dict = {}
 
 
-class ToyBackboneConfig(Cfg):
+class ToyBackboneConfig(contracts.BackboneConfig):
     type: Literal["toy_backbone"] = "toy_backbone"
     width: int = 4
 
 
-class ToyHeadConfig(Cfg):
+class ToyHeadConfig(contracts.HeadConfig):
+    output_kind: ClassVar[str] = "toy"
     type: Literal["toy_head"] = "toy_head"
 
 
-class ToyObjectiveConfig(Cfg):
+class ToyObjectiveConfig(contracts.ObjectiveConfig):
+    accepts: ClassVar[tuple] = ("toy",)
     type: Literal["toy_objective"] = "toy_objective"
 
 
-class ToyEvaluatorConfig(Cfg):
+class ToyEvaluatorConfig(contracts.EvaluatorConfig):
     type: Literal["toy_eval"] = "toy_eval"
     policies: list[str] = []
     episodes: int = 2
@@ -49,7 +52,7 @@ class ToyEvaluatorConfig(Cfg):
 CALLS: list = []
 
 
-class ToyDataset:
+class ToyDataset(contracts.DatasetGenerator):
     def __init__(self, cfg):
         self.cfg = cfg
 
@@ -68,7 +71,7 @@ class ToyDataset:
         return {"episodes": self.cfg.episodes, "resumed_from": done}
 
 
-class ToyEvaluator:
+class ToyEvaluator(contracts.Evaluator):
     def __init__(self, cfg):
         self.cfg = cfg
 

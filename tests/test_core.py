@@ -5,15 +5,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import ClassVar, Literal
+
+import pydantic
 import pytest
 from click.testing import CliRunner
 
+from pxp.core import contracts
 from pxp.core.cli import cli
 from pxp.core.errors import PluginError, SpecError
 from pxp.core.hookspecs import hookimpl
 from pxp.core.plugins import load_registry, set_registry
-from pxp.core.runner import Runner
 from pxp.core.spec import dump_spec, expand_sweeps, validate_spec
+from pxp.experiment import commands as pipeline_commands
+from pxp.experiment.pipeline import Runner
 import yaml
 from tests import core_plugins
 from tests.core_plugins import ToyPlugin, toy_spec
@@ -285,6 +290,7 @@ def test_evaluating_another_spec_into_a_run_keeps_the_first_specs_results(tmp_pa
 def test_pxp_eval_reruns_evaluations_with_overrides(tmp_path, toy_registry):
     spec = validate_spec(toy_spec(), toy_registry)
     Runner(spec, tmp_path, registry=toy_registry, quiet=True).run(STAGES)
+    pipeline_commands.pxp_register_commands(cli)  # what `pxp` does for the built-in pipeline plugin
     res = CliRunner().invoke(cli, ["eval", str(tmp_path), "--set", "evaluations.e.episodes=5"])
     assert res.exit_code == 0, res.output
     assert core_plugins.CALLS[-1] == ("evaluate", "e") and ("generate", "d") not in core_plugins.CALLS[2:]
@@ -292,3 +298,122 @@ def test_pxp_eval_reruns_evaluations_with_overrides(tmp_path, toy_registry):
     assert (tmp_path / "report.html").exists()
     missing = CliRunner().invoke(cli, ["eval", str(tmp_path / "data")])
     assert missing.exit_code == 1 and "no spec.resolved.yaml" in missing.output
+
+
+# ---------------------------------------------------------------- contracts: a plugin that breaks one is refused, named
+
+def _one_component_plugin(kind: str, name: str, model, factory):
+    class Plugin:
+        pass
+
+    def register_hook(self, register):
+        register(name, model, factory)
+
+    setattr(Plugin, f"pxp_register_{kind}", hookimpl(register_hook))
+    return Plugin()
+
+
+def _config(base, name: str, **classvars):
+    ns = {"__annotations__": {"type": Literal[name], **{k: ClassVar[type(v)] for k, v in classvars.items()}},
+          "type": name, **classvars}
+    return type(f"Cfg_{name}", (base,), ns)
+
+
+DECLARES = {"heads": {"output_kind": "toy"}, "objectives": {"accepts": ("toy",)},
+            "scenes": {"outcomes": core_plugins.TOY_OUTCOMES, "image_key": "rgb"}}
+
+
+@pytest.mark.parametrize("kind,base", list(contracts.CONFIG_BASES.items()))
+def test_a_config_model_off_its_kinds_base_is_refused_naming_the_plugin(kind, base):
+    plain = _config(pydantic.BaseModel, "off_base", **DECLARES.get(kind, {}))
+    reg = load_registry(strict=False, extra_plugins=[("offbase", _one_component_plugin(kind, "off_base", plain, None))],
+                        use_entry_points=False)
+    assert "off_base" not in reg.components[kind]
+    failure, = reg.failures
+    assert failure.name == "offbase" and len(failure.error.splitlines()) == 1
+    assert failure.error == f"{kind[:-1]} 'off_base': config_model must derive from pxp.core.contracts.{base.__name__}"
+
+
+@pytest.mark.parametrize("kind", sorted(DECLARES))
+def test_a_config_model_without_its_declarations_is_refused(kind):
+    bare = _config(contracts.CONFIG_BASES[kind], "bare")
+    reg = load_registry(strict=False, extra_plugins=[("bare", _one_component_plugin(kind, "bare", bare, None))],
+                        use_entry_points=False)
+    failure, = reg.failures
+    assert failure.error == (f"{kind[:-1]} 'bare': config_model declares no {', '.join(DECLARES[kind])} "
+                             "(a ClassVar, see pxp.core.contracts)")
+
+
+class _Callable:
+    def __call__(self, *args):
+        return None
+
+
+class _NoDecodeHead(contracts.Head, _Callable):
+    output_kind, horizon = "toy", 1
+
+
+class _NoWeightsBackbone(_Callable):
+    embed_dim = 4
+
+
+class _NoSummarize(contracts.Evaluator):
+    def run(self, ctx):
+        return []
+
+
+BROKEN = {  # kind: (what the factory builds, the missing piece the refusal names)
+    "backbones": (_NoWeightsBackbone, "it has no weights_info"),
+    "heads": (_NoDecodeHead, "it has no decode"),
+    "objectives": (object, "it has no __call__"),
+    "scenes": (_Callable, "it does not derive from pxp.core.contracts.Scene"),
+    "datasets": (contracts.DatasetGenerator, "it has no generate"),
+    "evaluators": (_NoSummarize, "it has no summarize"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_built_object_that_breaks_its_contract_is_refused_in_one_line(kind):
+    cls, missing = BROKEN[kind]
+    model = _config(contracts.CONFIG_BASES[kind], "broken", **DECLARES.get(kind, {}))
+    reg = load_registry(strict=True, extra_plugins=[("brk", _one_component_plugin(kind, "broken", model, lambda *a: cls()))],
+                        use_entry_points=False)
+    with pytest.raises(PluginError) as info:
+        reg.create(kind, model(), *([None] if kind == "heads" else []))
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{kind[:-1]} 'broken' (plugin 'brk', local -) breaks the {kind[:-1]} contract: {missing}")
+    assert message.endswith("PXP_DISABLE_PLUGINS=brk turns the plugin off")
+
+
+def test_a_report_section_that_breaks_its_contract_is_left_out_and_named(capsys):
+    from types import SimpleNamespace
+
+    from pxp.experiment.report import sections
+
+    class Untyped:
+        title, order = "Untyped", 5
+
+        def render(self, report, doc):
+            pass
+
+    class Silent(contracts.ReportSection):
+        title = "Silent"
+
+    class Good(contracts.ReportSection):
+        title = "Good"
+
+        def render(self, report, doc):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def pxp_report_sections(self, report):
+            return [Untyped(), Silent(), Good()]
+
+    reg = load_registry(strict=True, extra_plugins=[("sections", Plugin())], use_entry_points=False)
+    found = [s.title for s in sections(SimpleNamespace(registry=reg))]
+    assert "Good" in found and "Untyped" not in found and "Silent" not in found
+    err = capsys.readouterr().err
+    assert "a section of plugin 'sections' is left out: it does not derive from pxp.core.contracts.ReportSection" in err
+    assert "a section of plugin 'sections' is left out: it has no render" in err

@@ -8,7 +8,7 @@ import torch
 
 from pxp.core.execution import LocalExecutor
 from pxp.experiment.data import DatasetError, DemoDataset, open_dataset, partial_path
-from pxp.core.grid import position_grid
+from pxp.experiment.grid import position_grid
 from pxp.core.plugins import get_registry
 from pxp.testing import check_light_import
 
@@ -222,7 +222,7 @@ def test_config_errors():
         generator(**{**GRID, "extent": ((-0.9, 0.0), (0.0, 0.1))}).plan(Ctx().scene_config())
 
 
-@pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.experiment.data", "pxp.core.execution", "pxp.core.grid"])
+@pytest.mark.parametrize("module", ["pxp.plugins.datasets.grids", "pxp.experiment.data", "pxp.core.execution", "pxp.experiment.grid"])
 def test_imports_stay_light(module):
     check_light_import(module)
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from pxp.core.execution import LocalExecutor
-from pxp.core import runner
+from pxp.core.plugins import get_registry
+from pxp.experiment import pipeline as runner
 from pxp.experiment import evaluation
 from pxp.core.results import write_results
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, run_episodes
+from pxp.experiment.evaluation import EpisodeTask, EpisodeEvaluator, EpisodeEvaluatorConfig, run_episodes
 from pxp.testing import check_config_roundtrip, check_light_import, plugin_registry
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -34,6 +35,7 @@ class Ctx:
     def __init__(self, run_dir, workers=1, policies=None, unit="eval_test"):
         self.run_dir, self.workers, self.device, self.seed, self.unit = Path(run_dir), workers, "cpu", 0, unit
         self.spec = SimpleNamespace(name="test", policies=policies or {})
+        self.registry = get_registry()
         self.logs, self.bars = [], []
         self.executor = LocalExecutor()
 
@@ -120,8 +122,12 @@ def test_viewpoint_grid_plans_theta_phi(registry, tmp_path):
 
 
 def test_data_efficiency_reads_demo_counts_from_the_spec(registry, tmp_path):
-    spec_policies = ({f"s{k}": SimpleNamespace(demos=k) for k in (1, 3)} | {"p1": SimpleNamespace(demos=1)}
-                     | {"full": SimpleNamespace(demos=None)})
+    from pxp.core.spec import TrainConfig
+
+    def pol(demos):  # the parts of a policy spec the evaluator reads
+        return SimpleNamespace(demos=demos, train=TrainConfig(steps=1))
+
+    spec_policies = {f"s{k}": pol(k) for k in (1, 3)} | {"p1": pol(1)} | {"full": pol(None)}
     ev = make(registry, "data_efficiency", policies={"scratch": ["s1", "s3"], "pt": ["p1", "full"]}, positions=2,
               episodes_per_position=1)
     tasks = ev.episodes(Ctx(tmp_path, policies=spec_policies))
@@ -151,7 +157,7 @@ def test_distractors_default_scene_and_position(registry, tmp_path):
 
 # ----------------------------------------------------------------------------- real runs
 
-class Scripted(Evaluator):
+class Scripted(EpisodeEvaluator):
     """A test evaluator: expert and home policies on two training positions, plus one crash."""
 
     def episodes(self, ctx):
@@ -162,7 +168,7 @@ class Scripted(Evaluator):
         return tasks
 
 
-class ScriptedConfig(EvaluatorConfig):
+class ScriptedConfig(EpisodeEvaluatorConfig):
     type: str = "scripted"
 
 
@@ -279,7 +285,7 @@ def test_the_spec_checker_sees_evaluator_policies(registry):
 def test_the_runner_evaluation_stage_writes_results_json(registry, tmp_path, monkeypatch):
     """The real runner and stage context; the two checkpoints stand in for trained policies."""
     pytest.importorskip("libero")
-    from pxp.core.runner import Runner, StageContext
+    from pxp.experiment.pipeline import Runner, StageContext
     from pxp.core.spec import validate_spec
 
     stand_in = {"para": "builtin:expert", "act": "builtin:home"}

@@ -50,7 +50,7 @@ def test_seed_scale_specs_ask_for_pretrained_weights_and_train_on_the_seeds_demo
     for pol in spec.policies.values():
         assert pol.backbone.weights == "timm" and pol.train.holdout_fraction == 0
     # every policy that trains on a whole dataset trains on the seed's count (the expert PLACEs on every
-    # cell of the grid, DESIGN.md §5, so planned episodes = demos)
+    # cell of the grid, docs/scene.md "Workspace and measured expert success", so planned episodes = demos)
     counts = {_planned(spec, p.dataset) for p in spec.policies.values() if p.demos is None}
     assert counts == {SEED_SCALE[name]}, counts
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.faults
 
 PXP = [sys.executable, "-c", "from pxp.core.cli import main; main()"]
 SCENE = {"type": "libero_bowl_plate", "image_size": 64}
-REPORT = {"videos_per_policy": 0, "heatmaps": False}
+REPORT = {"videos_per_policy": 0, "sections": {"prediction_strips": False}}
 TINY_POLICY = {
     "backbone": {"type": "tiny_vit", "image_size": 64, "patch_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2},
     "head": {"type": "act_regression", "horizon": 4, "hidden_dim": 32},
@@ -220,22 +220,22 @@ def test_bad_registrations_are_reported_and_the_rest_load(tmp_path):
 
 def test_factory_errors_and_contract_violations_name_the_plugin():
     import torch
-    from pydantic import BaseModel
     from typing import Literal
 
+    from pxp.core.contracts import BackboneConfig
     from pxp.core.errors import PluginError
     from pxp.core.hookspecs import hookimpl
     from pxp.core.plugins import load_registry
 
-    class Cfg(BaseModel):
+    class Cfg(BackboneConfig):
         type: Literal["wrong_shapes"] = "wrong_shapes"
         image_size: int = 32
 
-    class Raises(BaseModel):
+    class Raises(BackboneConfig):
         type: Literal["raises"] = "raises"
 
     class WrongShapes(torch.nn.Module):
-        embed_dim = 8
+        embed_dim, weights_info = 8, {"source": "random init"}
 
         def forward(self, x):
             return torch.zeros(x.shape[0], 4, 2, 2), torch.zeros(x.shape[0], 8)  # 4 channels, not embed_dim

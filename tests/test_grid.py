@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from pxp.core.grid import Grid, SplitConfig, position_grid, split_cells, viewpoint_grid
+from pxp.experiment.grid import Grid, SplitConfig, position_grid, split_cells, viewpoint_grid
 
 SPLITS = ["all", "left", "right", "near", "far", "inner:2", "inner:3", "random:5", "random:5:9",
           "corners:4", "corners:8", "rows:0", "cols:1,3", "cells:0,7", "cells:1/2,3/4"]

@@ -50,7 +50,7 @@ def run(tmp_path_factory, one_thread):
     spec_policies = {}
     for name, head in HEADS.items():
         cfg = SimpleNamespace(backbone=BACKBONE, head=head, objective=BehaviorCloningConfig(), dataset="demos",
-                              demos=None, demo_seed=0, init_from=None, train=train)
+                              demos=None, demo_seed=0, filter_key=None, init_from=None, train=train)
         train_policy(name, cfg, ctx)
         spec_policies[name] = {"backbone": BACKBONE.model_dump(mode="json"), "head": head.model_dump(mode="json"),
                                "objective": {"type": "behavior_cloning"}, "dataset": "demos",

@@ -23,9 +23,12 @@ def test_every_package_directory_is_listed_in_pyproject():
 
 def test_builtin_entry_points_resolve_to_modules():
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
+    dirs = cfg["tool"]["setuptools"]["package-dir"]
     for name, target in cfg["project"]["entry-points"]["pxp"].items():
-        rel = target.replace("pxp.plugins.", "plugins.").replace(".", "/")
-        assert (REPO / rel / "__init__.py").exists(), f"entry point {name} → {target}: no plugin folder {rel}/"
+        package = max((p for p in dirs if target.startswith(p + ".")), key=len)  # pxp.plugins, pxp.experiment
+        rel = Path(dirs[package], *target[len(package) + 1:].split("."))
+        assert (REPO / rel / "__init__.py").exists() or (REPO / rel).with_suffix(".py").exists(), \
+            f"entry point {name} → {target}: no module {rel}.py or plugin folder {rel}/"
 
 
 def test_example_plugin_installs_and_is_listed(tmp_path):

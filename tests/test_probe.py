@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from pxp.core import io
-from pxp.experiment.probe import ProbeSettings, probe_policies, sweep
+from pxp.plugins.reports.probe.driver import ProbeSettings, probe_policies, sweep
 from pxp.experiment.rollout import ExpertPolicy, HomePolicy
 
 from ._policy_data import SCENE_SIZE, Ctx, look_at_camera, one_thread, reg, scene, synth_episode  # noqa: F401  (fixtures)
@@ -24,8 +24,8 @@ SIZE = SCENE_SIZE
 
 
 def test_expert_follows_the_bowl_everywhere_and_a_fixed_point_does_not(scene):
-    (x0, x1), (y0, y1) = scene.workspace
-    points = sweep(scene.workspace, (0.0, 0.0), ProbeSettings(points=5, thetas=(0, 25), phis=(90,)))
+    (x0, x1), (y0, y1) = scene.offset_extent
+    points = sweep(scene.offset_extent, (0.0, 0.0), ProbeSettings(points=5, thetas=(0, 25), phis=(90,)))
     assert [p.position for p in points if p.axis == "x"] == pytest.approx(np.linspace(x0, x1, 5))  # full extent
     assert [p.position for p in points if p.axis == "y"] == pytest.approx(np.linspace(y0, y1, 5))
     centre = scene.pregrasp(offset=((x0 + x1) / 2, (y0 + y1) / 2), seed=0)["grasps"][0]
@@ -69,13 +69,15 @@ def _tiny_run(root, reg):
     heads = {"para": ParaVolumeConfig(horizon=2, height_bins=4, heatmap_size=16, hidden_dim=8),
              "act": ActRegressionConfig(horizon=2, hidden_dim=32)}
     train = TrainConfig(steps=3, lr=1e-3, warmup_steps=1, eval_every=3, holdout_fraction=0.0, batch_size=4)
-    spec = {"name": "tiny", "seed": 0, "scene": {"type": "libero_bowl_plate", "image_size": SIZE}, "policies": {}}
+    spec = {"name": "tiny", "seed": 0, "scene": {"type": "libero_bowl_plate", "image_size": SIZE},
+            "datasets": {"left": {"type": "position_grid", "split": "left"}}, "policies": {}}
     for name, head in heads.items():
         pol = SimpleNamespace(backbone=backbone, head=head, objective=BehaviorCloningConfig(), dataset="left",
-                              demos=None, demo_seed=0, init_from=None, train=train)
+                              demos=None, demo_seed=0, filter_key=None, init_from=None, train=train)
         train_policy(name, pol, ctx)
         spec["policies"][name] = {"backbone": backbone.model_dump(), "head": head.model_dump(),
-                                  "objective": {"type": "behavior_cloning"}, "dataset": "left"}
+                                  "objective": {"type": "behavior_cloning"}, "dataset": "left",
+                                  "train": train.model_dump(mode="json")}
     (root / "spec.resolved.yaml").write_text(yaml.safe_dump(spec))
     return root
 
@@ -113,7 +115,7 @@ def test_probe_command_on_a_tiny_trained_run(tmp_path, reg):
     from pxp.experiment.report import write_report
 
     spec = yaml.safe_load((run / "spec.resolved.yaml").read_text())
-    spec["report"] = {"heatmaps": False}
+    spec["report"] = {"sections": {"prediction_strips": False}}
     (run / "spec.resolved.yaml").write_text(yaml.safe_dump(spec))
     write_report(run)
     md = (run / "report.md").read_text()

@@ -16,7 +16,7 @@ import yaml
 
 from pxp.core import execution
 from pxp.experiment.evaluation import EpisodeTask, run_episodes
-from pxp.core.runner import Runner, resolve_executor, training_waves
+from pxp.experiment.pipeline import Runner, resolve_executor, training_waves
 from pxp.core.spec import validate_spec
 
 SIZE = 64

@@ -13,6 +13,7 @@ import types
 import numpy as np
 import pytest
 
+from pxp.core.contracts import RolloutPolicy
 from pxp.experiment.rollout import DemoReplayPolicy, ExpertPolicy, HomePolicy, PredictionError, rollout
 from pxp.plugins.scenes.libero.expert import CLOSE_STEPS
 
@@ -68,16 +69,15 @@ class ServoAudit:
         return out
 
 
-class Recording:
+class Recording(RolloutPolicy):
     """Wraps a policy: keeps every prediction (a wrapper, so the policy itself is unchanged)."""
 
     def __init__(self, policy):
         self.policy, self.predictions = policy, []
-        self.target_stride = getattr(policy, "target_stride", None)
+        self.target_stride = policy.target_stride
 
     def reset(self):
-        if hasattr(self.policy, "reset"):
-            self.policy.reset()
+        self.policy.reset()
 
     def predict(self, image, state, camera):
         out = np.asarray(self.policy.predict(image, state, camera), dtype=float)
@@ -245,7 +245,7 @@ def test_the_audit_catches_a_policy_that_moves_the_robot_itself(scene):
     """Negative control: without this the executor test above could pass vacuously."""
     import mujoco
 
-    class Teleporter:
+    class Teleporter(RolloutPolicy):
         def __init__(self, sim):
             self.sim = sim
 
@@ -273,7 +273,7 @@ def test_the_scene_refuses_env_steps_outside_servo(scene):
 def test_policy_inputs_are_copies(scene):
     """Whatever a policy does to its inputs stays with it."""
 
-    class Vandal:
+    class Vandal(RolloutPolicy):
         def predict(self, image, state, camera):
             image[:] = 0
             state["eef_pos"][:] = 0.0
@@ -292,7 +292,7 @@ def test_policy_inputs_are_copies(scene):
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 3)), np.zeros(4), np.full((2, 4), np.nan), "left"])
 def test_malformed_predictions_fail_loudly(scene, bad):
-    class Bad:
+    class Bad(RolloutPolicy):
         def predict(self, image, state, camera):
             return bad
 

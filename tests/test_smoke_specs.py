@@ -11,7 +11,7 @@ import pytest
 
 from pxp.core import smoke
 from pxp.core.errors import PxpError
-from pxp.core.grid import position_grid, viewpoint_grid
+from pxp.experiment.grid import position_grid, viewpoint_grid
 from pxp.core.plugins import get_registry
 from pxp.core.spec import parse_yaml, validate_spec
 
@@ -66,7 +66,7 @@ def test_smoke_transform_shrinks_every_size(path):
 
 
 def test_smoke_units_never_share_a_hash_with_real_ones(tmp_path):
-    from pxp.core.runner import Runner
+    from pxp.experiment.pipeline import Runner
 
     raw = parse_yaml(SPECS[0])
     real = validate_spec(raw)
@@ -104,7 +104,7 @@ def expected_sections(spec) -> list[str]:
     """Headings and table headers the report of this spec's full run has."""
     out = ["# pxp report" if not spec.report.title else f"# {spec.report.title}", "## Summary", "## Training",
            "| Policy | Head | Backbone |", "## Provenance"]
-    if spec.report.probe:
+    if spec.report.sections.get("probe", True):
         out += ["## Probe: does the grasp target follow the object?", "(plots/probe_x.png)", "(plots/probe_y.png)"]
     for name, ev in spec.evaluations.items():
         out.append(f"## {name} (")
@@ -137,7 +137,7 @@ def _has_both_families(spec, ev) -> bool:
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_spec_runs_at_smoke_scale(path, tmp_path, shared_scenes):
-    from pxp.core.runner import Runner
+    from pxp.experiment.pipeline import Runner
 
     spec = smoke_of(path)
     t0, cpu0 = time.time(), _cpu()
@@ -196,8 +196,9 @@ def test_smoke_needs_no_weights():
 def test_cli_refuses_a_smoke_run_in_a_real_run_directory(tmp_path):
     from click.testing import CliRunner
 
-    from pxp.core.cli import cli
+    from pxp.core.cli import _add_plugin_commands, cli
 
+    _add_plugin_commands()  # what `pxp` does first: the built-in pipeline plugin adds `pxp run`
     (tmp_path / "manifest.json").write_text(json.dumps({"spec": "quickstart", "smoke": False}))
     res = CliRunner().invoke(cli, ["run", str(SPECS[0]), "--smoke", "--out", str(tmp_path)])
     assert res.exit_code == 1 and "holds a real run; a smoke run needs its own directory" in res.output

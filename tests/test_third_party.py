@@ -17,7 +17,7 @@ from PIL import Image
 from pxp.core import execution
 from pxp.core.errors import SpecError
 from pxp.core.plugins import registry_from_recipe
-from pxp.core.runner import Runner
+from pxp.experiment.pipeline import Runner
 from pxp.core.spec import validate_spec
 from pxp.testing import (check_config_roundtrip, check_evaluator, check_head, check_objective, check_report_section,
                          plugin_registry)
@@ -28,15 +28,15 @@ PLUGIN = '''
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pxp.core.contracts import Head, HeadConfig, ObjectiveConfig, ReportSection
 from pxp.core.hookspecs import hookimpl
 
 BLUE = (0, 0, 255)
 
 
-class DirectXyzConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DirectXyzConfig(HeadConfig):
     output_kind: ClassVar[str] = "direct_xyz"  # a new kind: out["xyz"] (B, T, 3) world metres
     label: ClassVar[str] = "Direct"
     type: Literal["direct_xyz"] = "direct_xyz"
@@ -44,8 +44,7 @@ class DirectXyzConfig(BaseModel):
     hidden_dim: int = Field(16, gt=0)
 
 
-class XyzMseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class XyzMseConfig(ObjectiveConfig):
     accepts: ClassVar[tuple] = ("direct_xyz",)
     type: Literal["xyz_mse"] = "xyz_mse"
 
@@ -72,7 +71,7 @@ def make_head(config, backbone):
     import torch
     from torch import nn
 
-    class DirectHead(nn.Module):
+    class DirectHead(nn.Module, Head):
         output_kind = "direct_xyz"
         figure = DirectFigure()
 
@@ -105,7 +104,7 @@ def make_objective(config):
     return objective
 
 
-class DirectSection:
+class DirectSection(ReportSection):
     title, order = "Direct head", 15
 
     def render(self, report, doc):
@@ -147,7 +146,7 @@ SPEC = {
         "train": {"steps": 2, "batch_size": 4, "eval_every": 2, "warmup_steps": 0}}},
     "evaluations": {"lr": {"type": "position_split", "policies": ["direct"], "grid": [1, 2], "split": "all",
                            "positions": 1, "episodes_per_position": 1, "max_steps": 4}},
-    "report": {"probe": False},
+    "report": {"sections": {"probe": False}},
 }
 
 

@@ -35,7 +35,7 @@ def ctx(tmp_path, reg):
 def spec(head=PARA, objective=None, init_from=None, **train):
     t = dict(steps=100, lr=2e-3, warmup_steps=5, eval_every=50, holdout_fraction=0.0, batch_size=8) | train
     return SimpleNamespace(backbone=BACKBONE, head=head, objective=objective or BehaviorCloningConfig(),
-                           dataset="demos", demos=None, demo_seed=0, init_from=init_from, train=TrainConfig(**t))
+                           dataset="demos", demos=None, demo_seed=0, filter_key=None, init_from=init_from, train=TrainConfig(**t))
 
 
 def _losses(ctx, name):
@@ -106,7 +106,7 @@ def test_act_output_space_is_the_scene_workspace_whatever_the_split(tmp_path, re
     from pxp.plugins.scenes.libero import BOWL_XY, LiberoSceneConfig
 
     scene = LiberoSceneConfig()
-    low, high = (np.array(b) for b in scene.workspace_bounds())
+    low, high = (np.array(b) for b in scene.end_effector_box())
     boxes = {}
     for split, goal_y in (("left", (-0.18, -0.06)), ("right", (0.06, 0.18))):
         c = Ctx(tmp_path / split, reg)
@@ -241,7 +241,7 @@ def test_policies_overfit_a_handful_of_real_samples(libero_demo, tmp_path, reg, 
     tcfg = TrainConfig(steps=steps, lr=lr, warmup_steps=5, eval_every=steps, batch_size=8)
     from pxp.plugins.scenes.libero import LiberoSceneConfig
 
-    box = (*LiberoSceneConfig().workspace_bounds(), "scene libero_bowl_plate")  # what train_policy passes
+    box = (*LiberoSceneConfig().end_effector_box(), "scene libero_bowl_plate")  # what train_policy passes
     s = train(policy, objective, handful, None, tcfg, tmp_path / head, log=lambda m: None, workspace=box)
     first = io.read_jsonl(tmp_path / head / "metrics.jsonl")[0]["loss"]
     assert s["final_loss"] <= first / 10, (first, s["final_loss"])

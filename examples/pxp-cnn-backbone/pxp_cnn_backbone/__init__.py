@@ -6,14 +6,15 @@ Install with ``pip install -e examples/pxp-cnn-backbone`` and use it in a spec:
 """
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from pxp.core.contracts import BackboneConfig
 from pxp.core.hookspecs import hookimpl
 
 __version__ = "0.2.0"
 
 
-class TimmCNNConfig(BaseModel):
+class TimmCNNConfig(BackboneConfig):
     """Random init: this machine may have no internet, and every report states the weights."""
 
     model_config = ConfigDict(extra="forbid")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+from pxp.core.contracts import BackboneConfig
 
 
-class SmallCNNConfig(BaseModel):
+class SmallCNNConfig(BackboneConfig):
     """Always a random init (the model's ``weights_info`` says so in every report)."""
 
     model_config = ConfigDict(extra="forbid")

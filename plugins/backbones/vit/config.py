@@ -5,12 +5,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pxp.core.contracts import BackboneConfig
 
 from pxp.plugins.backbones.vit.weights import weights_kind
 
 
-class DinoV2Config(BaseModel):
+class DinoV2Config(BackboneConfig):
     model_config = ConfigDict(extra="forbid")
     type: Literal["dinov2"] = "dinov2"
     model: str = Field("vit_small_patch14_dinov2", description="any timm ViT name, e.g. vit_small_patch16_dinov3")
@@ -61,7 +62,7 @@ class DinoV2Config(BaseModel):
 
 
 
-class TinyViTConfig(BaseModel):
+class TinyViTConfig(BackboneConfig):
     model_config = ConfigDict(extra="forbid")
     type: Literal["tiny_vit"] = "tiny_vit"
     weights: Literal["random"] = Field("random", description="always random init (stated in every report)")

@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Tuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from pxp.core.grid import Grid, SplitConfig, check_grid_split, position_grid, split_cells, viewpoint_grid
+from pxp.core.contracts import DatasetConfig, DatasetGenerator
+from pxp.experiment.grid import Grid, SplitConfig, check_grid_split, position_grid, split_cells, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 from pxp.experiment.evaluation import episode_seed  # (base, index): independent of worker count and order
 
 FILTER_KEYS = ("left", "right", "near", "far")  # the halves each grid dataset lists as robomimic filter keys
 
 
-class _GridDatasetConfig(BaseModel):
+class _GridDatasetConfig(DatasetConfig):
     model_config = ConfigDict(extra="forbid")
     filter_keys: ClassVar[tuple] = FILTER_KEYS  # what a policy's filter_key may name (checked by pxp validate)
 
@@ -50,7 +51,7 @@ class _GridDatasetConfig(BaseModel):
 
     def _smoke_grid(self, rows: int, cols: int, make_grid, **kw) -> dict:
         """The smallest grid (within rows × cols) where the split keeps cells, and the split for it."""
-        from pxp.core.smoke import smallest_grid
+        from pxp.experiment.grid import smallest_grid
 
         if self.split.name == "all" and not self.split.complement:
             kw["shapes"] = ((2, 2),)  # every filter key (a half of the grid) keeps a cell at smoke scale
@@ -165,7 +166,7 @@ def _pack(task: DemoTask, ep: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Generators
 # ---------------------------------------------------------------------------------------------
-class GridGenerator(abc.ABC):
+class GridGenerator(DatasetGenerator, abc.ABC):
     """Common driver: plan episodes, skip finished ones, run the rest, write as they arrive."""
 
     name = ""
@@ -263,7 +264,7 @@ class GridGenerator(abc.ABC):
     def _extent(self, scene_cfg):
         if self.cfg.extent is not None:
             return self.cfg.extent
-        return workspace_of(scene_cfg)
+        return offset_extent_of(scene_cfg)
 
     def _check_offset(self, scene_cfg, offset) -> None:
         # Refuse a plan with an off-table offset now, not as one worker error per episode.
@@ -277,14 +278,15 @@ class GridGenerator(abc.ABC):
         return scene_cfg.model_dump_json()
 
 
-def workspace_of(scene_cfg):
+def offset_extent_of(scene_cfg):
     """The scene's offset extent, from its config when it states one (no scene needed), else from a scene."""
-    if hasattr(scene_cfg, "workspace_dx") and hasattr(scene_cfg, "workspace_dy"):
-        return tuple(scene_cfg.workspace_dx), tuple(scene_cfg.workspace_dy)
+    extent = scene_cfg.offset_extent()
+    if extent is not None:
+        return extent
     from pxp.core.plugins import create
 
     with create("scenes", scene_cfg) as scene:
-        return scene.workspace
+        return scene.offset_extent
 
 
 class PositionGridGenerator(GridGenerator):

@@ -23,12 +23,12 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions
-from pxp.core.grid import SplitConfig, check_grid_split, explicit
+from pxp.experiment.evaluation import EpisodeTask, EpisodeEvaluator, EpisodeEvaluatorConfig, episode_seed, pick_positions
+from pxp.experiment.grid import SplitConfig, check_grid_split, explicit
 from pxp.core.hookspecs import hookimpl
 
 
-class DataEfficiencyConfig(EvaluatorConfig):
+class DataEfficiencyConfig(EpisodeEvaluatorConfig):
     """Binary and weighted success per (initialisation, demo count)."""
 
     type: Literal["data_efficiency"] = "data_efficiency"
@@ -44,7 +44,8 @@ class DataEfficiencyConfig(EvaluatorConfig):
         return [p for names in self.policies.values() for p in names]
 
     def smoke(self) -> dict:
-        from pxp.core.smoke import GRID_SIDE, shrink_split
+        from pxp.core.smoke import GRID_SIDE
+        from pxp.experiment.grid import shrink_split
 
         grid = tuple(min(n, GRID_SIDE) for n in self.grid)
         return {**super().smoke(), "grid": grid, "split": shrink_split(self.split, *grid), "positions": 1}
@@ -55,7 +56,7 @@ class DataEfficiencyConfig(EvaluatorConfig):
         return self
 
 
-class DataEfficiency(Evaluator):
+class DataEfficiency(EpisodeEvaluator):
     def episodes(self, ctx) -> list[EpisodeTask]:
         cfg = self.config
         scene = ctx.scene_config(**cfg.scene)

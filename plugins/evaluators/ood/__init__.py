@@ -15,14 +15,15 @@ from typing import ClassVar, Literal, Optional
 import numpy as np
 from pydantic import Field, model_validator
 
-from pxp.experiment.evaluation import EpisodeTask, Evaluator, EvaluatorConfig, episode_seed, pick_positions, scene_workspace
-from pxp.core.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
+from pxp.experiment.evaluation import (EpisodeEvaluator, EpisodeEvaluatorConfig, EpisodeTask, episode_seed, offset_extent,
+                                       pick_positions)
+from pxp.experiment.grid import SplitConfig, check_grid_split, explicit, viewpoint_grid
 from pxp.core.hookspecs import hookimpl
 
 Extent = tuple[tuple[float, float], tuple[float, float]]
 
 
-class _PositionFields(EvaluatorConfig):
+class _PositionFields(EpisodeEvaluatorConfig):
     grid: tuple[int, int] = Field((16, 16), description="position grid (rows along dx, columns along dy)")
     extent: Optional[Extent] = Field(None, description="grid extent ((dx_min, dx_max), (dy_min, dy_max)); default: the scene's workspace")
 
@@ -32,7 +33,8 @@ class _PositionFields(EvaluatorConfig):
         return {**super().smoke(), "grid": tuple(min(n, GRID_SIDE) for n in self.grid)}
 
     def smoke_split(self, split):
-        from pxp.core.smoke import GRID_SIDE, shrink_split
+        from pxp.core.smoke import GRID_SIDE
+        from pxp.experiment.grid import shrink_split
 
         return shrink_split(split, *(min(n, GRID_SIDE) for n in self.grid))
 
@@ -61,7 +63,7 @@ class PositionSplitConfig(_PositionFields):
         return self
 
 
-class PositionSplit(Evaluator):
+class PositionSplit(EpisodeEvaluator):
     def episodes(self, ctx) -> list[EpisodeTask]:
         cfg = self.config
         scene = ctx.scene_config(**cfg.scene)
@@ -81,9 +83,9 @@ class PositionSplit(Evaluator):
 
 def _layout(scene, cfg: PositionSplitConfig, positions) -> dict:
     """What the report draws: the grid extent, training positions (green) and test positions (blue)."""
-    from pxp.core.grid import position_grid
+    from pxp.experiment.grid import position_grid
 
-    extent = cfg.extent or scene_workspace(scene)
+    extent = cfg.extent or offset_extent(scene)
     g = position_grid(cfg.grid[0], cfg.grid[1], extent)
     train = cfg.train_split or SplitConfig(**{**cfg.split.model_dump(), "complement": not cfg.split.complement})
     return {"extent": [list(a) for a in extent], "test_split": str(cfg.split), "train_split": str(train),
@@ -114,7 +116,7 @@ class ViewpointGridConfig(_PositionFields):
         return self
 
 
-class ViewpointGrid(Evaluator):
+class ViewpointGrid(EpisodeEvaluator):
     def episodes(self, ctx) -> list[EpisodeTask]:
         cfg = self.config
         scene = ctx.scene_config(**cfg.scene)
@@ -145,7 +147,7 @@ class ViewpointGrid(Evaluator):
 
 # ----------------------------------------------------------------------------- distractors
 
-class DistractorsConfig(EvaluatorConfig):
+class DistractorsConfig(EpisodeEvaluatorConfig):
     """A policy trained in the clean scene, tested with the distractor objects and furniture back."""
 
     type: Literal["distractors"] = "distractors"
@@ -158,7 +160,7 @@ class DistractorsConfig(EvaluatorConfig):
         return {**super().smoke(), "offsets": self.offsets[:1]}
 
 
-class Distractors(Evaluator):
+class Distractors(EpisodeEvaluator):
     def episodes(self, ctx) -> list[EpisodeTask]:
         cfg = self.config
         return [self.task(ctx, pol, cell=[i], offset=tuple(off), seed=episode_seed(ctx.seed, cfg.seed, i, e))

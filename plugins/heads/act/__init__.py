@@ -2,7 +2,7 @@
 
 Positions are regressed with a linear output in coordinates normalised to a workspace box (0..1
 inside it) and de-normalised to world metres; the box comes from the config or, when left null,
-from the scene (``workspace_bounds()`` of the scene config) — the same box for every split of the
+from the scene (``end_effector_box()`` of the scene config) — the same box for every split of the
 grid, never the training data's range. See docs/policies.md for how this ACT differs from LeRobot's.
 ``space: image`` regresses normalised 2D pixel tracks instead (point-track pretraining).
 """

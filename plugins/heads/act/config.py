@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from pxp.core.contracts import HeadConfig
 
 
 
-class ActRegressionConfig(BaseModel):
+class ActRegressionConfig(HeadConfig):
     model_config = ConfigDict(extra="forbid")
     output_kind: ClassVar[str] = "regression"  # box-normalised points: see pxp.core.contracts.RegressionHead
     label: ClassVar[str] = "ACT"  # how reports name this head

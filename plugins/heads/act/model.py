@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pxp.core.contracts import RegressionHead
 from pxp.experiment.heatmaps import PointFigure
 
 
-class ActHead(nn.Module):
+class ActHead(nn.Module, RegressionHead):
     output_kind = "regression"
     figure = PointFigure("ACT")  # the report's prediction strip: the predicted point per step
 
@@ -48,17 +49,17 @@ class ActHead(nn.Module):
 
     def prepare(self, setup) -> dict:
         """Before training: the normalisation box is the head config's own, else the scene's
-        (``setup.workspace``); never the training data's range. Returned for the checkpoint marker."""
+        (``setup.end_effector_box``); never the training data's range. Returned for the checkpoint marker."""
         hcfg = self.cfg
         if hcfg.workspace_low and hcfg.workspace_high:
             low, high, source = hcfg.workspace_low, hcfg.workspace_high, "head config"
-        elif setup.workspace is not None:
-            low, high, source = setup.workspace
+        elif setup.end_effector_box is not None:
+            low, high, source = setup.end_effector_box
         else:
             from pxp.core.errors import PxpError
 
             raise PxpError(f"{hcfg.type}: no workspace box to normalise positions to — the scene provides no "
-                           "workspace_bounds(); set head.workspace_low and head.workspace_high")
+                           "end_effector_box(); set head.workspace_low and head.workspace_high")
         self.set_workspace(low, high)
         box = {"low": [round(float(v), 6) for v in low], "high": [round(float(v), 6) for v in high], "source": source}
         setup.log(f"workspace box from the {source}: low {box['low']}, high {box['high']} (the same for every split)")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from pxp.core.contracts import HeadConfig
 
 
-class ParaVolumeConfig(BaseModel):
+class ParaVolumeConfig(HeadConfig):
     model_config = ConfigDict(extra="forbid")
     output_kind: ClassVar[str] = "volume"  # logits over (height bin × pixel): see pxp.core.contracts.VolumeHead
     label: ClassVar[str] = "PARA"  # how reports name this head

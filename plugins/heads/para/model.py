@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pxp.core.contracts import VolumeHead
 from pxp.plugins.heads.para import geometry
 from pxp.plugins.heads.para.figures import ParaFigure
 from pxp.plugins.heads.para.geometry import height_bin_index
@@ -64,7 +65,7 @@ def _one_per_step(shared: torch.Tensor, horizon: int) -> torch.Tensor:
     return shared.repeat(horizon, *([1] * (shared.ndim - 1)))
 
 
-class ParaHead(nn.Module):
+class ParaHead(nn.Module, VolumeHead):
     output_kind = "volume"
     figure = ParaFigure()  # the report's prediction strip: the probability map per step
 

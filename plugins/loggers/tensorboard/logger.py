@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pxp.core import io
 from pxp.core.hookspecs import hookimpl
+from pxp.core.rundir import RunDir
 
 LIVE, BACKFILL, RATES = ".train", ".backfill", ".evaluation"  # event-file suffixes: which writer wrote it
 SKIPPED = {"step", "split", "elapsed_s", "samples"}
@@ -50,9 +51,9 @@ class TensorBoardLogger:
             self._backfill(folder, Path(result["checkpoint"]))
 
     def _backfill(self, folder: Path, checkpoint: Path) -> None:
-        from pxp.experiment.training import METRICS_FILE
+        from pxp.experiment.policy import METRICS
 
-        rows = io.read_jsonl(checkpoint / METRICS_FILE)
+        rows = io.read_jsonl(checkpoint / METRICS)
         if not rows:
             return
         for old in folder.glob(f"*{BACKFILL}"):
@@ -86,7 +87,7 @@ class TensorBoardLogger:
             return self._steps[policy]
         from pxp.experiment.policy import read_marker
 
-        marker = read_marker(Path(run.dir) / "checkpoints" / policy) or {}
+        marker = read_marker(RunDir(run.dir).checkpoint(policy)) or {}
         return int(marker.get("step") or 0)
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from pxp.core.contracts import ReportSection
 from pxp.core.hookspecs import hookimpl
 from pxp.core.results import episode_pair_key
 from pxp.experiment import stats
@@ -22,7 +23,7 @@ from pxp.experiment.stats import pct
 HEADS = ("PARA", "ACT")
 
 
-class ParaVsActSummary:
+class ParaVsActSummary(ReportSection):
     title, order = "Summary", 10
 
     def render(self, report, doc) -> None:

@@ -1,7 +1,7 @@
 """The probe as a plugin: the ``pxp probe`` command and the report's probe section.
 
 No rollout: the scripted expert drives the arm to its pre-grasp pose, the frame is rendered and each
-trained policy is asked for its targets (the driver is :mod:`pxp.experiment.probe`; docs/evaluation.md).
+trained policy is asked for its targets (the driver is :mod:`.driver`; docs/evaluation.md).
 """
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from pxp.core import io
+from pxp.core.contracts import ReportSection
 from pxp.core.hookspecs import hookimpl
+from pxp.core.rundir import RunDir
 
 
 @click.command("probe")
@@ -27,8 +29,8 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
     from rich.table import Table
 
     from pxp.core.cli import err_console, floats
-    from pxp.core.runner import resolve_device
-    from pxp.experiment.probe import ProbeSettings, read_spec_seed, run_probe, summary_rows
+    from pxp.experiment.pipeline import resolve_device
+    from pxp.plugins.reports.probe.driver import ProbeSettings, read_spec_seed, run_probe, summary_rows
 
     settings = ProbeSettings(points=points, thetas=floats(thetas), phis=floats(phis), seed=read_spec_seed(run_dir))
     path = run_probe(run_dir, device=resolve_device(device), settings=settings, force=force,
@@ -44,19 +46,19 @@ def probe_command(run_dir, points, thetas, phis, device, force, rewrite_report):
         from pxp.experiment.report import write_report
 
         write_report(run_dir)
-    click.echo(f"probe: {path}\nplots: {run_dir / 'plots'}/probe_*.png")
+    click.echo(f"probe: {path}\nplots: {RunDir(run_dir).plots}/probe_*.png")
 
 
-class ProbeSection:
+class ProbeSection(ReportSection):
     title, order = "Probe", 30
 
     def prepare(self, report) -> None:
         """Run the probe if the run has trained policies and it is not up to date (cached otherwise)."""
         import sys
 
-        from pxp.experiment import probe
+        from pxp.plugins.reports.probe import driver as probe
 
-        if report.settings.get("probe", True):
+        if report.section_on("probe"):
             try:
                 probe.ensure_probe(report.run_dir, device=report.device, log=report.log, registry=report.registry)
             except Exception as exc:  # the probe is extra: never lose the report over it
@@ -64,10 +66,10 @@ class ProbeSection:
 
     def render(self, report, doc) -> None:
         """``pxp probe``'s results, when there are any."""
-        from pxp.experiment import probe
+        from pxp.plugins.reports.probe import driver as probe
 
         run_dir = report.run_dir
-        data = io.read_json(run_dir / "probe" / "probe.json")
+        data = io.read_json(probe.probe_file(run_dir))
         if not isinstance(data, dict) or not data.get("samples"):
             return
         doc.h(2, "Probe: does the grasp target follow the object?")

@@ -2,7 +2,8 @@
 
 ``distractors`` is LIBERO-Spatial task 0 as shipped. ``clean`` is an edited copy with the distractor
 objects (second bowl, cookies, ramekin), the furniture (cabinet, stove), their init entries and regions
-removed; the goal is unchanged, so LIBERO's own success check still works (DESIGN.md §5).
+removed; the goal is unchanged, so LIBERO's own success check still works (and ``env.step`` takes
+≈ 8.7 ms instead of 13 ms).
 """
 from __future__ import annotations
 

@@ -1,14 +1,17 @@
 """The LIBERO bowl→plate scene's config and its measured layout (cheap to import)."""
 from __future__ import annotations
 
+import os
+
 from typing import ClassVar, Literal, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from pxp.core.contracts import Outcomes
+from pxp.core.contracts import Outcomes, SceneConfig
 from pxp.plugins.scenes.libero.outcomes import OUTCOMES
 
-# Measured on LIBERO-Spatial task 0 (DESIGN.md §5): nominal object centres before the offset, table extent.
+# Measured on LIBERO-Spatial task 0 after settling (docs/scene.md): nominal object centres before the offset,
+# table extent.
 BOWL_XY, PLATE_XY = (-0.065, 0.200), (0.055, 0.200)
 BOWL_RADIUS, PLATE_RADIUS = 0.054, 0.069
 TABLE_X, TABLE_Y = (-0.50, 0.50), (-0.60, 0.60)
@@ -37,12 +40,17 @@ def check_offset(dx: float, dy: float) -> None:
                          f"(table x {TABLE_X}, y {TABLE_Y}; bowl at {BOWL_XY}, plate at {PLATE_XY} before the offset)")
 
 
+# MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py).
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1",
+               "disable", "disabled", "off", "false", "0")
+
+
 def check_view(theta: float, phi: float) -> None:
     if not 0.0 <= theta <= 80.0:
         raise ValueError(f"view theta must be in [0, 80] degrees (tilt from the default agentview), got {theta}")
 
 
-class LiberoSceneConfig(BaseModel):
+class LiberoSceneConfig(SceneConfig):
     """LIBERO-Spatial task 0 (black bowl → plate) with pxp's placement, cameras and executor."""
 
     model_config = ConfigDict(extra="forbid")
@@ -113,7 +121,19 @@ class LiberoSceneConfig(BaseModel):
     check_offset = staticmethod(check_offset)
     check_view = staticmethod(check_view)
 
-    def workspace_bounds(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    def preflight(self) -> str | None:
+        """MuJoCo's rendering backend: a MUJOCO_GL it does not know makes every worker's ``import mujoco`` fail."""
+        value = os.environ.get("MUJOCO_GL", "").strip().lower()
+        if value and value not in GL_BACKENDS:
+            return (f"MUJOCO_GL={os.environ['MUJOCO_GL']} is not a rendering backend MuJoCo knows; "
+                    "use egl (headless), osmesa or glfw, or unset it")
+        return None
+
+    def offset_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((dx_min, dx_max), (dy_min, dy_max)) of the object-offset grid, m."""
+        return tuple(map(float, self.workspace_dx)), tuple(map(float, self.workspace_dy))
+
+    def end_effector_box(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """(low, high) world xyz box holding every end-effector target of this scene: the bowl and
         plate footprints over the whole offset grid (``workspace_dx/dy``) grown by the grasp/release
         margin, the robot's home pose, and heights from the table top to above home.

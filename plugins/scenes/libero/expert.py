@@ -1,7 +1,8 @@
 """Scripted expert ("natural-start servo replay") for the bowl→plate scene.
 
 home → above the bowl → down → close → lift → above the plate → down → open → up, gripper top-down.
-Every motion goes through ``scene.servo``; the numbers are the ones measured to work (DESIGN.md §5).
+Every motion goes through ``scene.servo``; the numbers are the ones measured to work (docs/scene.md:
+256/256 PLACE over the 16×16 grid).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def rim_grasps(bowl, rule: str = "plus_y") -> np.ndarray:
     """(2, 3) the two grip-site points that grasp the bowl's rim (fingers closing along world y): the
     expert's choice first, then the other. ``plus_y``: the +y side everywhere, so the demonstrations have
     one grasp mode over the whole workspace (64/64 PLACE over the 8×8 grid, docs/results.md);
-    ``nearer_y0``: the side nearer y = 0 (DESIGN.md's rule), which switches at the left/right boundary."""
+    ``nearer_y0``: the side nearer y = 0 (the first expert's rule), which switches at the left/right boundary."""
     side = -1.0 if rule == "nearer_y0" and bowl[1] > 0 else 1.0
     return np.array([[bowl[0], bowl[1] + s * RIM_DY, GRASP_Z] for s in (side, -side)])
 

@@ -9,7 +9,7 @@ measures that for any policy, of any head, from its checkpoint:
 2. **A defined state**, the same for every policy: the scene's ``pregrasp(offset, view, seed)`` —
    the scripted expert has driven the arm to its pre-grasp pose above the bowl (the moment before
    it descends), gripper open. That frame is rendered and given to each policy exactly as a
-   rollout gives it (:func:`pxp.experiment.rollout._predict`: copies, validated ``(T, 4)`` targets).
+   rollout gives it (:func:`pxp.experiment.rollout.predict_targets`: copies, validated ``(T, 4)`` targets).
 3. **The grasp target**: the first predicted target at which the policy commands the gripper
    closed (gripper ≥ 0.5); if none in its horizon, its lowest predicted target (the end of the
    descent it predicts). No policy internals are read, so heatmap and regression heads compare.
@@ -19,7 +19,7 @@ measures that for any policy, of any head, from its checkpoint:
    the expert switches side at y = 0, and a policy that follows the bowl but keeps its training side
    differs only there).
 
-The core knows nothing about bowls: the scene provides ``pregrasp`` and ``workspace``; privileged
+The core knows nothing about bowls: the scene provides ``pregrasp`` and ``offset_extent``; privileged
 test policies (the scripted expert) get ``prepare(scene, ...)`` and ``seek(steps)`` as in an
 evaluation. Results: ``RUN_DIR/probe/probe.json`` (every sample, written atomically), plots
 ``RUN_DIR/plots/probe_*.png`` and a section in the report.
@@ -36,6 +36,7 @@ import numpy as np
 
 from pxp.core import io
 from pxp.core.errors import PxpError
+from pxp.core.rundir import RunDir
 
 FORMAT = "pxp-probe/1"
 AXES = ("x", "y", "view")
@@ -89,13 +90,13 @@ def grasp_target(targets: np.ndarray) -> tuple[int, str]:
 def probe_policies(policies: dict, scene, points: list[ProbePoint], seed: int = 0, log=None) -> dict:
     """Query every policy at every probe point. ``policies``: name → object with ``predict``.
     Returns {"samples": [...], "timing": {...}}; each frame is rendered once and shared."""
-    from .rollout import _predict
+    from pxp.experiment.rollout import predict_targets
 
     samples, frame_s, query_s = [], 0.0, {name: 0.0 for name in policies}
     at = None  # (offset, seed) of the pre-grasp state the scene is in now, if any
     for pt in points:
         t0 = time.perf_counter()
-        if at == (pt.offset, seed) and hasattr(scene, "set_view"):
+        if at == (pt.offset, seed) and scene.can_set_view:
             # Same state, another camera: the view changes no physics, so only the frame is rendered again.
             scene.set_view(pt.view)
             state = {**state, "obs": scene.observe()}
@@ -107,14 +108,12 @@ def probe_policies(policies: dict, scene, points: list[ProbePoint], seed: int = 
         grasps = np.asarray(state["grasps"], float).reshape(-1, 3)
         for name, policy in policies.items():
             t0 = time.perf_counter()
-            if hasattr(policy, "prepare"):  # privileged test policies plan from the scene, as in an evaluation
+            if policy.privileged:  # privileged test policies plan from the scene, as in an evaluation
                 policy.prepare(scene, offset=pt.offset, view=pt.view, seed=seed)
                 at = None  # prepare reset the scene
-            if hasattr(policy, "reset"):
-                policy.reset()
-            if hasattr(policy, "seek"):
-                policy.seek(state["steps"])
-            targets = _predict(policy, obs, camera)
+            policy.reset()
+            policy.seek(state["steps"])
+            targets = predict_targets(policy, obs, camera)
             query_s[name] += time.perf_counter() - t0
             samples.append(_sample(name, pt, targets, grasps, state))
     if log:
@@ -146,16 +145,16 @@ def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = 
     redone when the checkpoints, the scene and the settings are unchanged (``force`` redoes it)."""
     run_dir = Path(run_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    spec = _read_spec(run_dir)
+    registry = registry if registry is not None else _default_registry()
+    spec = RunDir(run_dir).read_spec(registry)
     checkpoints = trained_policies(run_dir, spec)
     if not checkpoints:
         raise PxpError(f"{run_dir}: no trained policy to probe (no complete checkpoint under "
-                       f"{run_dir / 'checkpoints'}/<policy>); run `pxp run SPEC` first")
-    settings = settings or ProbeSettings(seed=int(spec.get("seed") or 0))
-    registry = registry if registry is not None else _default_registry()
-    scene_cfg = _scene_config(spec, registry)
+                       f"{RunDir(run_dir).checkpoints}/<policy>); run `pxp run SPEC` first")
+    settings = settings or ProbeSettings(seed=spec.seed)
+    scene_cfg = spec.scene
     key = io.config_hash(FORMAT, asdict(settings), scene_cfg, {n: _checkpoint_id(p) for n, p in checkpoints.items()})
-    path = run_dir / "probe" / "probe.json"
+    path = probe_file(run_dir)
     old = io.read_json(path)
     if not force and isinstance(old, dict) and old.get("key") == key:
         log(f"probe: up to date ({path})")
@@ -168,24 +167,19 @@ def run_probe(run_dir, *, device: str = "cpu", settings: ProbeSettings | None = 
     return path
 
 
-def trained_policies(run_dir: Path, spec: dict) -> dict[str, Path]:
-    """name → checkpoint directory for every complete checkpoint, in the spec's policy order."""
-    from .policy import read_marker
+def probe_file(run_dir) -> Path:
+    return RunDir(run_dir).plugin_dir("probe") / "probe.json"
 
-    root = run_dir / "checkpoints"
-    names = list((spec.get("policies") or {}))
+
+def trained_policies(run_dir: Path, spec) -> dict[str, Path]:
+    """name → checkpoint directory for every complete checkpoint, in the spec's policy order."""
+    from pxp.experiment.policy import read_marker
+
+    root = RunDir(run_dir).checkpoints
+    names = list(spec.policies)
     if root.is_dir():
         names += sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in names)
     return {n: root / n for n in names if (root / n).is_dir() and read_marker(root / n)}
-
-
-def _read_spec(run_dir: Path) -> dict:
-    import yaml
-
-    path = run_dir / "spec.resolved.yaml"
-    if not path.exists():
-        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def _default_registry():
@@ -194,23 +188,16 @@ def _default_registry():
     return get_registry()
 
 
-def _scene_config(spec: dict, registry):
-    raw = dict(spec.get("scene") or {})
-    if "type" not in raw:
-        raise PxpError("spec.resolved.yaml: scene.type is missing")
-    return registry.get("scenes", raw["type"]).config_model.model_validate(raw)
-
-
 def _checkpoint_id(ckpt: Path) -> dict:
-    from .policy import read_marker
+    from pxp.experiment.policy import read_marker
 
     m = read_marker(ckpt) or {}
     return {"step": m.get("step"), "sha256": m.get("sha256")}
 
 
 def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, registry) -> dict:
-    from .evaluation import scene_workspace
-    from .policy import load_policy
+    from pxp.experiment.evaluation import offset_extent
+    from pxp.experiment.policy import load_policy
 
     t0 = time.perf_counter()
     # Policies (torch, timm → triton) load BEFORE the scene renders: the other order segfaults on llvmpipe.
@@ -223,7 +210,7 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, reg
     if not policies:
         raise PxpError(f"{run_dir}: none of the checkpoints {sorted(checkpoints)} could be loaded (see above)")
     load_s = time.perf_counter() - t0
-    points = sweep(scene_workspace(scene_cfg), getattr(scene_cfg, "offset", (0.0, 0.0)), settings)
+    points = sweep(offset_extent(scene_cfg), scene_cfg.offset, settings)
     t0 = time.perf_counter()
     scene = registry.create("scenes", scene_cfg)
     try:
@@ -231,15 +218,13 @@ def _probe_run(run_dir, spec, checkpoints, scene_cfg, settings, device, log, reg
         with _one_torch_thread(device):
             result = probe_policies(policies, scene, points, seed=settings.seed, log=log)
     finally:
-        close = getattr(scene, "close", None)
-        if close:
-            close()
+        scene.close()
     result["timing"].update(load_seconds=round(load_s, 2), scene_build_seconds=round(build_s, 2),
-                            image_size=getattr(scene_cfg, "image_size", None), device=str(device))
+                            image_size=scene_cfg.image_size, device=str(device))
     info = {n: {"head": pol.config.get("head", {}).get("type"), "step": pol.step, "horizon": pol.horizon,
                 "train_region": training_region(run_dir, spec, n)} for n, pol in policies.items()}
     return {"format": FORMAT, "settings": asdict(settings), "scene": scene_cfg.model_dump(mode="json"),
-            "workspace": [list(a) for a in scene_workspace(scene_cfg)],
+            "workspace": [list(a) for a in offset_extent(scene_cfg)],
             "policies": info, **result, "summary": summarize(result["samples"], info)}
 
 
@@ -260,20 +245,19 @@ def _one_torch_thread(device: str):
 
 # ---------------------------------------------------------------- training region
 
-def training_region(run_dir: Path, spec: dict, policy: str) -> dict | None:
+def training_region(run_dir: Path, spec, policy: str) -> dict | None:
     """Offsets and views of the demos the policy trained on, from its dataset file and checkpoint
     marker (``demos.train``): {"offsets": [[dx, dy], ...], "thetas": [...]}; None if unreadable."""
-    from .data import open_dataset
-    from .policy import read_marker
+    from pxp.experiment.data import open_dataset
+    from pxp.experiment.policy import read_marker
 
-    pol = (spec.get("policies") or {}).get(policy) or {}
-    marker = read_marker(run_dir / "checkpoints" / policy) or {}
-    dataset = pol.get("dataset") or marker.get("dataset")
-    path = run_dir / "data" / f"{dataset}.hdf5"
-    if not dataset or not path.exists():
+    pol = spec.policies.get(policy)
+    marker = read_marker(RunDir(run_dir).checkpoint(policy)) or {}
+    dataset = pol.dataset if pol is not None else marker.get("dataset")
+    if not dataset or not RunDir(run_dir).dataset(dataset).exists():
         return None
     try:
-        with open_dataset(path) as f:
+        with open_dataset(RunDir(run_dir).dataset(dataset)) as f:
             chosen = (marker.get("demos") or {}).get("train")
             idx = [int(i) for i in (range(len(f)) if chosen is None else chosen) if 0 <= int(i) < len(f)]
             attrs = [f.demos[i].attrs for i in idx]
@@ -329,11 +313,11 @@ def _errors(rows: list[dict], prefix: str) -> dict:
 # ---------------------------------------------------------------- plots
 
 def plot_paths(run_dir: Path) -> dict[str, Path]:
-    return {axis: Path(run_dir) / "plots" / f"probe_{axis}.png" for axis in AXES}
+    return {axis: RunDir(run_dir).plot(f"probe_{axis}.png") for axis in AXES}
 
 
 def write_plots(run_dir: Path, data: dict) -> dict[str, Path]:
-    from . import plots
+    from pxp.experiment import plots
 
     written = {}
     regions = {n: (p or {}).get("train_region") for n, p in (data.get("policies") or {}).items()}
@@ -345,8 +329,8 @@ def write_plots(run_dir: Path, data: dict) -> dict[str, Path]:
     return written
 
 
-def read_spec_seed(run_dir) -> int:
-    return int(_read_spec(Path(run_dir)).get("seed") or 0)
+def read_spec_seed(run_dir, registry=None) -> int:
+    return RunDir(run_dir).read_spec(registry).seed
 
 
 def summary_rows(data: dict) -> list[list]:
@@ -369,11 +353,11 @@ def ensure_probe(run_dir, device: str = "cpu", log=None, registry=None) -> Path 
     """The report's call: probe a run that has trained policies, with the settings of an earlier probe
     (``pxp probe --points …``) or the defaults; cached like :func:`run_probe`. None: nothing to probe."""
     run_dir = Path(run_dir)
-    spec = _read_spec(run_dir)
+    spec = RunDir(run_dir).read_spec(registry)
     if not trained_policies(run_dir, spec):
         return None
-    old = io.read_json(run_dir / "probe" / "probe.json")
-    settings = SMOKE_SETTINGS if spec.get("smoke") else None  # a smoke run checks the path, not the numbers
+    old = io.read_json(probe_file(run_dir))
+    settings = SMOKE_SETTINGS if spec.smoke else None  # a smoke run checks the path, not the numbers
     if isinstance(old, dict) and isinstance(old.get("settings"), dict):
         s = old["settings"]
         settings = ProbeSettings(points=int(s["points"]), thetas=tuple(s["thetas"]), phis=tuple(s["phis"]),

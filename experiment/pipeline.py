@@ -10,7 +10,8 @@ hash means the config changed, so the old outputs are removed first.
 
 An evaluation with failed episodes is marked ``failed``, never ``done``; the run goes on to the report
 and then stops with an error that counts them. One process at a time works in a run directory
-(:mod:`pxp.core.lock`).
+(:mod:`pxp.core.lock`). The CLI commands that drive it (``pxp run``, ``pxp eval``) are in
+:mod:`pxp.experiment.commands`.
 """
 from __future__ import annotations
 
@@ -23,15 +24,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import doctor, io, manifest
-from .errors import PxpError, SpecError
-from .events import RunEvents, RunInfo
-from .execution import EXECUTORS, Executor, keep_inline_cache, make_executor
-from .lock import run_lock
-from .results import collect_results
-from .plugin_code import CodeKeys
-from .plugins import Registry, get_registry
-from .spec import (apply_overrides, dump_spec, parse_yaml, referenced_policies, resolve_policy_names, scene_config,
+from pxp.core import doctor, io, manifest
+from pxp.core.errors import PxpError, SpecError
+from pxp.core.events import RunEvents, RunInfo
+from pxp.core.execution import EXECUTORS, Executor, keep_inline_cache, make_executor
+from pxp.core.lock import run_lock
+from pxp.core.results import collect_results
+from pxp.core.plugin_code import CodeKeys
+from pxp.core.plugins import Registry, get_registry
+from pxp.core.rundir import RunDir
+from pxp.core.spec import (apply_overrides, dump_spec, referenced_policies, resolve_policy_names, scene_config,
                    validate_spec)
 
 STAGES = ("datasets", "training", "evaluation", "report")
@@ -53,12 +55,14 @@ class ProgressTask:
 
 
 class StageContext:
-    """What the runner hands to plugins: paths, settings and progress for the current run."""
+    """What the runner hands to plugins (the contract :class:`pxp.core.contracts.StageContext`): paths,
+    settings and progress for the current run."""
 
     def __init__(self, spec, run_dir: Path, registry: Registry, console: Console, progress: Progress | None,
                  device: str = "cpu", workers: int | None = None, executor: Executor | None = None,
                  events: RunEvents | None = None):
         self.spec, self.run_dir, self.registry, self.console = spec, Path(run_dir), registry, console
+        self.paths = RunDir(run_dir)
         self.executor = executor or make_executor("local")  # where every unit's tasks run
         self._progress, self.device = progress, device
         self.workers = workers or spec.workers or os.cpu_count() or 1
@@ -79,18 +83,18 @@ class StageContext:
                 self._progress.stop_task(task_id)
 
     def dataset_path(self, name: str) -> Path:
-        (self.run_dir / "data").mkdir(parents=True, exist_ok=True)
-        return self.run_dir / "data" / f"{name}.hdf5"
+        self.paths.data.mkdir(parents=True, exist_ok=True)
+        return self.paths.dataset(name)
 
     def checkpoint_dir(self, name: str) -> Path:
         if name.startswith(BUILTIN):
             return Path(name)  # a built-in policy (builtin:expert, …): nothing to load
         if name not in self.spec.policies and ("/" in name or Path(name).exists()):
             return Path(name)  # init_from a checkpoint directory outside the run
-        return self.run_dir / "checkpoints" / name
+        return self.paths.checkpoint(name)
 
     def eval_dir(self, name: str) -> Path:
-        return self.run_dir / "evals" / name
+        return self.paths.evaluation(name)
 
     def scene_config(self, **overrides):
         return scene_config(self.spec, overrides)
@@ -109,10 +113,7 @@ class StageContext:
 
 class UnitCache:
     def __init__(self, run_dir: Path):
-        self.dir = Path(run_dir) / ".stages"
-
-    def _path(self, stage: str, name: str) -> Path:
-        return self.dir / f"{stage}.{name}.json"
+        self._path = RunDir(run_dir).marker
 
     def get(self, stage: str, name: str) -> dict | None:
         return io.read_json(self._path(stage, name))
@@ -209,10 +210,10 @@ class Runner:
             _check_checkpoints_match(self.spec, self.run_dir, f"spec {self.spec.name!r}")
         drift = None
         if set(stages) & {"datasets", "evaluation"}:
-            check_gl_backend()  # once here, not as one failed episode per task
+            check_scene_runs_here(self.spec.scene)  # once here, not as one failed episode per task
             if ("datasets" in stages and self.spec.datasets) or ("evaluation" in stages and self.spec.evaluations):
                 drift = doctor.preflight(self.registry, self.spec.scene.type, self.console.log)  # recorded, never fatal
-        io.write_text(self.run_dir / "spec.resolved.yaml", dump_spec(self.spec))
+        io.write_text(RunDir(self.run_dir).spec, dump_spec(self.spec))
         device = resolve_device(self._device or self.spec.device) if set(stages) & {"training", "evaluation"} else "cpu"
         executor = make_executor(self.executor_name, self._address, shared_root=self.run_dir)
         events = RunEvents(self.registry, RunInfo.of(self.run_dir, self.spec), log=self.console.log)
@@ -286,10 +287,10 @@ class Runner:
             work = lambda cfg=cfg, path=path: self.registry.create("datasets", cfg).generate(path, ctx)
             verify = lambda cfg=cfg, path=path: _dataset_problem(self.registry.create("datasets", cfg), path)
             self.results["datasets"][name] = self._unit(ctx, "datasets", name, digest,
-                                                        [path, path.with_name(path.name + ".partial")], work, verify, [path])
+                                                        [path, ctx.paths.dataset_partial(name)], work, verify, [path])
 
     def _stage_training(self, ctx: StageContext) -> None:
-        from pxp.experiment.training_unit import train_through  # torch is imported only when training is needed
+        from .training_unit import train_through  # torch is imported only when training is needed
 
         if ctx.executor.remote:
             return self._train_on_cluster(ctx, train_through)
@@ -321,22 +322,21 @@ class Runner:
                 evaluator = self.registry.create("evaluators", cfg)
                 episodes = evaluator.run(ctx)
                 summary = evaluator.summarize(episodes)
-                io.write_json(ctx.eval_dir(name) / "result.json",  # its config too: reports need it after another spec's run
+                io.write_json(ctx.paths.eval_result(name),  # its config too: reports need it after another spec's run
                               {"evaluation": name, "evaluator": cfg.type, "config": cfg.model_dump(mode="json"),
                                "episodes": episodes, "summary": summary})
                 errors = [e["error"] for e in episodes if e.get("error")]
                 first = next((e for e in errors if e.startswith("skipped:")), errors[0] if errors else None)  # says why
                 return {"episodes": len(episodes), "errors": len(errors), **({"first_error": first} if errors else {})}
-            verify = lambda name=name: _evaluation_problem(ctx.eval_dir(name))
+            verify = lambda name=name: _evaluation_problem(ctx.paths, name)
             self.results["evaluation"][name] = self._unit(ctx, "evaluation", name, self.evaluation_hash(name),
-                                                          [ctx.eval_dir(name)], work, verify,
-                                                          [ctx.eval_dir(name) / "result.json"])
+                                                          [ctx.eval_dir(name)], work, verify, [ctx.paths.eval_result(name)])
         collect_results(self.run_dir, self.spec)
 
     def _stage_report(self, ctx: StageContext) -> None:
-        from pxp.experiment.report import write_report
+        from .report import write_report
 
-        io.remove_torn(self.run_dir / "plots")  # temp files of a report that was killed mid-write
+        io.remove_torn(ctx.paths.plots)  # temp files of a report that was killed mid-write
         path = write_report(self.run_dir, ctx)
         self.console.log(f"report: {path}")
 
@@ -386,17 +386,11 @@ def resolve_executor(cli_value: str | None, spec) -> str:
     return name
 
 
-# MuJoCo's accepted values on Linux (mujoco/rendering/classic/gl_context.py); anything else makes every
-# worker's `import mujoco` fail.
-GL_BACKENDS = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1",
-               "disable", "disabled", "off", "false", "0")
-
-
-def check_gl_backend() -> None:
-    value = os.environ.get("MUJOCO_GL", "").strip().lower()
-    if value and value not in GL_BACKENDS:
-        err = PxpError(f"MUJOCO_GL={os.environ['MUJOCO_GL']} is not a rendering backend MuJoCo knows; "
-                       f"use egl (headless), osmesa or glfw, or unset it")
+def check_scene_runs_here(scene_cfg) -> None:
+    """The scene config's ``preflight()`` (e.g. a rendering backend it cannot use): one line, exit 2."""
+    problem = scene_cfg.preflight()
+    if problem:
+        err = PxpError(problem)
         err.exit_code = 2
         raise err
 
@@ -422,16 +416,15 @@ def _failure_text(marker: dict) -> str:
 
 
 def _dataset_problem(generator, path: Path) -> str | None:
-    """None when the dataset file exists and the generator's ``verify(path)`` (if it has one) accepts it."""
+    """None when the dataset file exists and the generator's ``verify(path)`` accepts it."""
     if not Path(path).exists():
         return f"{path} is missing"
-    verify = getattr(generator, "verify", None)
-    return verify(path) if callable(verify) else None
+    return generator.verify(path)
 
 
 def _checkpoint_problem(directory: Path) -> str | None:
     """None when the checkpoint's marker is complete and its model file matches the recorded sha256."""
-    from pxp.experiment.policy import MARKER, read_marker
+    from .policy import MARKER, read_marker
 
     directory = Path(directory)
     marker = read_marker(directory)
@@ -446,18 +439,19 @@ def _checkpoint_problem(directory: Path) -> str | None:
     return None
 
 
-def _evaluation_problem(eval_dir: Path) -> str | None:
+def _evaluation_problem(run: RunDir, name: str) -> str | None:
     """None when result.json exists and holds the journal's latest record of every episode."""
-    result = io.read_json(Path(eval_dir) / "result.json")
+    path, journal_path = run.eval_result(name), run.eval_journal(name)
+    result = io.read_json(path)
     if not isinstance(result, dict) or not isinstance(result.get("episodes"), list):
-        return f"{Path(eval_dir) / 'result.json'} is missing or unreadable"
-    journal = {ep.get("key"): ep for ep in io.read_jsonl(Path(eval_dir) / "episodes.jsonl")}
+        return f"{path} is missing or unreadable"
+    journal = {ep.get("key"): ep for ep in io.read_jsonl(journal_path)}
     if not journal:
         return None  # an evaluator that keeps no journal (it does not use run_episodes)
     for ep in result["episodes"]:
         rec = journal.get(ep.get("key"))
         if rec is None or (rec.get("outcome"), rec.get("error")) != (ep.get("outcome"), ep.get("error")):
-            return f"{Path(eval_dir) / 'result.json'} does not match its journal episodes.jsonl"
+            return f"{path} does not match its journal {journal_path.name}"
     return None
 
 
@@ -472,30 +466,27 @@ def evaluate_run(run_dir, episodes_override: int | None = None, workers: int | N
     tighter intervals) and ``sets`` are ``key=value`` overrides of the resolved spec; the evaluations
     always re-run (``force``), datasets and training are untouched; ``report`` rewrites the report too.
     """
-    run_dir = Path(run_dir)
-    spec_path = run_dir / "spec.resolved.yaml"
-    if not spec_path.exists():
-        raise PxpError(f"{run_dir} has no spec.resolved.yaml; is it a pxp run directory?")
-    raw = apply_overrides(parse_yaml(spec_path), sets)
+    run = RunDir(run_dir)
+    raw = apply_overrides(run.spec_data(), sets)
     if episodes_override is not None:
         for cfg in (raw.get("evaluations") or {}).values():
             cfg["episodes_per_position"] = int(episodes_override)
-    spec = validate_spec(raw, registry, source=str(spec_path))
+    spec = validate_spec(raw, registry, source=str(run.spec))
     stages = ("evaluation", "report") if report else ("evaluation",)
-    Runner(spec, run_dir, registry=registry, workers=workers, device=device, force=True, executor=executor,
+    Runner(spec, run.root, registry=registry, workers=workers, device=device, force=True, executor=executor,
            address=address).run(stages)
-    return run_dir / "results.json"
+    return run.results
 
 
 def _check_checkpoints_match(spec, run_dir: Path, source: str) -> None:
     """Evaluation without training (``pxp eval``, ``pxp run --stage evaluation``) uses the checkpoints as
     trained: a spec whose backbone or head differs from them would be reported under a config the
     weights never had."""
-    from pxp.experiment.policy import read_marker
+    from .policy import read_marker
 
     problems = []
     for name, pol in spec.policies.items():
-        marker = read_marker(run_dir / "checkpoints" / name)
+        marker = read_marker(RunDir(run_dir).checkpoint(name))
         trained = (marker or {}).get("policy") or {}
         for part in ("backbone", "head"):
             now = getattr(pol, part).model_dump(mode="json")

@@ -43,10 +43,12 @@ Dict form: ``{name: random, n: 20, seed: 3}``, ``{name: inner, k: 4}``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pxp.core.smoke import DATASET_SHAPES, GRID_SIDE, SPLIT_CELLS
 
 __all__ = ["Grid", "position_grid", "viewpoint_grid", "SplitConfig", "split_cells", "check_grid_split", "explicit"]
 
@@ -287,7 +289,7 @@ def check_grid_split(shape, split, field: str = "split", grid_field: str = "grid
     """For config validators: raise :class:`~pxp.core.errors.FieldError` naming the field when ``shape``
     (rows, cols) is not a grid, ``split`` does not fit it or selects no cell, or ``count`` cells are asked
     of a split that has fewer. Returns the split's cell count."""
-    from .errors import FieldError
+    from pxp.core.errors import FieldError
 
     rows, cols = (int(v) for v in shape)
     if rows < 1 or cols < 1:
@@ -309,3 +311,41 @@ def explicit(config, field: str):
     """The field's value when the spec set it, else None: a default (positions: 20) that exceeds a small
     split just means "all of it", while a number the user wrote must fit."""
     return getattr(config, field) if field in config.model_fields_set else None
+
+
+# ---------------------------------------------------------------- at smoke scale (pxp run --smoke)
+
+def shrink_split(split: Any, rows: int, cols: int) -> Any:
+    """A split that names the same cells' kind on a rows × cols grid and is not empty there."""
+    try:
+        s = SplitConfig.model_validate(split)
+    except ValidationError:
+        return split  # validation reports it, with its path
+    fit = {}
+    if s.name in ("random", "corners"):
+        fit["n"] = min(s.n, SPLIT_CELLS, rows * cols)
+    elif s.name == "inner":
+        fit["k"] = min(s.k, rows, cols)
+    elif s.name in ("rows", "cols"):
+        size = rows if s.name == "rows" else cols
+        fit["indices"] = sorted({min(i, size - 1) for i in s.indices})
+    elif s.name == "cells":
+        fit["cells"] = [c if isinstance(c, int) and c < rows * cols else
+                        ((min(c[0], rows - 1), min(c[1], cols - 1)) if not isinstance(c, int) else rows * cols - 1)
+                        for c in s.cells]
+    return str(SplitConfig(**{**s.model_dump(), **fit}))
+
+
+def smallest_grid(split: Any, rows: int, cols: int, make_grid, shapes=DATASET_SHAPES) -> tuple[int, int, Any]:
+    """(rows, cols, split) for the smallest of :data:`DATASET_SHAPES` (within rows × cols) where the shrunk
+    ``split`` still has cells; ``make_grid(rows, cols)`` builds the plugin's grid to count them."""
+    for r, c in shapes:
+        r, c = min(r, rows), min(c, cols)
+        shrunk = shrink_split(split, r, c)
+        try:
+            if len(make_grid(r, c).select(shrunk)):
+                return r, c, shrunk
+        except ValueError:
+            continue
+    r, c = min(GRID_SIDE, rows), min(GRID_SIDE, cols)
+    return r, c, shrink_split(split, r, c)
