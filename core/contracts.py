@@ -108,6 +108,10 @@ class DatasetConfig(ComponentConfig):
         return {}
 
 
+class LoggerConfig(ComponentConfig):
+    """A run logger's config (a spec's ``loggers:`` list); what it builds is a :class:`RunLogger`."""
+
+
 class EvaluatorConfig(ComponentConfig):
     """An evaluator's config: ``axis`` (how report headings name what it varies; None: its type)."""
 
@@ -135,7 +139,7 @@ class Backbone(Protocol):
     ``forward(images (B, 3, S, S) normalised) -> (feature_map (B, C, h, w), cls (B, C))`` with
     ``C == embed_dim``; ``weights_info`` says where the weights came from (``{"source": ...}``).
 
-    Optional, for training from cached features when a leading part is frozen (pxp.experiment.feature_cache):
+    Optional, for training from cached features when a leading part is frozen (the training layer's feature cache):
     ``frozen_key() -> dict | None`` (what the frozen part computes; None: nothing frozen),
     ``frozen_features(images) -> Tensor (B, ...)`` (the frozen part alone: no parameter in it trains) and
     ``from_frozen(features) -> (feature_map, cls)`` (the rest), so that
@@ -466,7 +470,8 @@ class StageContext(Protocol):
 # ---------------------------------------------------------------- the checks the registry runs
 
 CONFIG_BASES: dict[str, type] = {"backbones": BackboneConfig, "heads": HeadConfig, "objectives": ObjectiveConfig,
-                                 "scenes": SceneConfig, "datasets": DatasetConfig, "evaluators": EvaluatorConfig}
+                                 "scenes": SceneConfig, "datasets": DatasetConfig, "evaluators": EvaluatorConfig,
+                                 "loggers": LoggerConfig}
 CONFIG_DECLARES: dict[str, tuple] = {"heads": ("output_kind",), "objectives": ("accepts",),
                                      "scenes": ("outcomes", "image_key")}
 BASES: dict[str, type] = {"heads": Head, "scenes": Scene, "datasets": DatasetGenerator, "evaluators": Evaluator}
@@ -477,6 +482,7 @@ REQUIRED: dict[str, tuple] = {
     "scenes": ("camera", "offset_extent", "outcomes", "reset", "observe", "servo", "outcome", "run_expert"),
     "datasets": ("generate",),
     "evaluators": ("run", "summarize"),
+    "loggers": (),  # an observer: any of the event hooks, each optional
 }
 
 

@@ -206,10 +206,10 @@ def check_figure(registry: Registry, name: str, backbone: dict | None = None, **
     bb_cfg = registry.get("backbones", bb["type"]).config_model(**bb)
     head_cfg = registry.get("heads", name).config_model(**fields)
     policy = build_policy(bb_cfg, head_cfg, registry.create)
-    if hasattr(policy.head, "prepare"):
-        from pxp.core.contracts import HeadSetup
+    from pxp.core.contracts import HeadSetup
 
-        policy.head.prepare(HeadSetup(workspace=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_figure"), log=lambda m: None))
+    policy.head.prepare(HeadSetup(end_effector_box=((-0.5, -0.6, 0.9), (0.5, 0.6, 1.3), "check_figure"),
+                                  log=lambda m: None))
     figure = figure_of(policy)
     assert isinstance(figure.title, str) and isinstance(figure.legend, str), "a figure has a str title and legend"
     params = ("base", "row", "k", "font", "scale")

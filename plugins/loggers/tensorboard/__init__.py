@@ -11,15 +11,16 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from pxp.core.contracts import LoggerConfig
 
 from pxp.core.hookspecs import hookimpl
 
 __all__ = ["TensorBoardConfig", "make_tensorboard_logger"]
 
 
-class TensorBoardConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TensorBoardConfig(LoggerConfig):
     type: Literal["tensorboard"] = "tensorboard"
     dir: str = Field("tensorboard", pattern=r"^[A-Za-z0-9_.\-]+$",
                      description="folder in the run directory the event files go to (one subfolder per policy)")
