@@ -9,7 +9,7 @@ import pytest
 from pxp.core import doctor
 from pxp.core.hookspecs import hookimpl
 from pxp.core.plugins import load_registry, set_registry
-from pxp.core.runner import Runner
+from pxp.experiment.pipeline import Runner
 from pxp.core.spec import validate_spec
 
 from .core_plugins import ToyPlugin, toy_spec

@@ -19,7 +19,7 @@ from pxp.core import io
 from pxp.core.events import RunEvents, RunInfo
 from pxp.core.hookspecs import hookimpl
 from pxp.core.plugins import load_registry
-from pxp.core.runner import Runner
+from pxp.experiment.pipeline import Runner
 from pxp.core.spec import spec_json_schema, validate_spec
 from pxp.testing import plugin_registry
 
@@ -181,9 +181,10 @@ from pxp.experiment.training_unit import TrainingUnit, train_unit
 recipe, spec, run_dir = pickle.loads(open(sys.argv[1], "rb").read())
 spec = validate_spec(spec, registry_from_recipe(recipe))
 pol = spec.policies["para"]
+low, high = spec.scene.end_effector_box()  # the driver resolves the box (a worker has no spec)
 train_unit(TrainingUnit("para", pol, "cpu", dataset=str(Path(run_dir) / "data" / f"{pol.dataset}.hdf5"),
                         checkpoint=str(Path(run_dir) / "checkpoints" / "para"), plugins=recipe,
-                        run=RunInfo.of(run_dir, spec)))
+                        workspace=(tuple(low), tuple(high), "test"), run=RunInfo.of(run_dir, spec)))
 """
 
 

@@ -85,7 +85,8 @@ def test_float16_features_stay_within_their_rounding(ctx):
 def test_the_runner_path_builds_once_shares_and_rebuilds_what_does_not_verify(ctx):
     tcfg = TRAIN.model_copy(update={"steps": 2, "eval_every": 2})
     spec = lambda head: SimpleNamespace(backbone=FROZEN, head=head, objective=BehaviorCloningConfig(),  # noqa: E731
-                                        dataset="demos", demos=None, demo_seed=0, init_from=None, train=tcfg)
+                                        dataset="demos", demos=None, demo_seed=0, init_from=None, train=tcfg,
+                                        filter_key=None)
     train_policy("para", spec(PARA), ctx)
     train_policy("act", spec(ACT), ctx)  # the same frozen backbone (same seed, same init): the same cache
     builds = [m for m in ctx.messages if m.startswith("feature cache:")]

@@ -8,7 +8,7 @@ import pytest
 
 from pxp.core.plugin_code import in_site_packages, is_editable, plugin_code, source_hash
 from pxp.core.plugins import load_registry, set_registry
-from pxp.core.runner import Runner
+from pxp.experiment.pipeline import Runner
 from pxp.core.spec import validate_spec
 from pxp.testing import plugin_registry
 
@@ -19,18 +19,17 @@ PLUGIN = '''
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
-
+from pxp.core.contracts import DatasetConfig, DatasetGenerator
 from pxp.core.hookspecs import hookimpl
 
 MESSAGE = "{message}"
 
 
-class Config(BaseModel):
+class Config(DatasetConfig):
     type: Literal["edited_dataset"] = "edited_dataset"
 
 
-class Generator:
+class Generator(DatasetGenerator):
     def __init__(self, cfg):
         self.cfg = cfg
 

@@ -10,12 +10,15 @@ import yaml
 from click.testing import CliRunner
 
 from pxp.core.cli import cli
+from pxp.experiment import commands as pipeline_commands
 from pxp.core.errors import SpecError
 from pxp.core.plugins import load_registry, set_registry
-from pxp.core.runner import Runner
+from pxp.experiment.pipeline import Runner
 from pxp.core.spec import dump_spec, parse_yaml, replicate_index, validate_spec
 from tests import core_plugins
 from tests.core_plugins import ToyPlugin, toy_spec
+
+pipeline_commands.pxp_register_commands(cli)  # what `pxp` does first: the built-in pipeline plugin adds `pxp run`
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

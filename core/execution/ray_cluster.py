@@ -321,20 +321,6 @@ class _Starts:
         self.n.pop(i, None)
 
 
-class _Starts:
-    def __init__(self):
-        self.n: dict[int, int] = {}
-
-    def start(self, i: int) -> None:
-        self.n[i] = self.n.get(i, 0) + 1
-
-    def counts(self) -> dict[int, int]:
-        return dict(self.n)
-
-    def forget(self, i: int) -> None:
-        self.n.pop(i, None)
-
-
 # ---------------------------------------------------------------------------------------------
 # The worker side (module-level functions: Ray pickles them by reference)
 # ---------------------------------------------------------------------------------------------
