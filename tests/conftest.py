@@ -34,3 +34,16 @@ def _leaves_sigint_as_it_found_it(request):
         signal.signal(signal.SIGINT, before[0])
         pytest.fail(f"{request.node.nodeid} changed this process's SIGINT (handler, blocked, ignored) from {before} "
                     f"to {after}", pytrace=False)
+
+
+@pytest.fixture
+def toy_registry():
+    """A registry of the toy plugins only (tests/core_plugins.py), set as the current one for the test."""
+    from pxp.core.plugins import load_registry, set_registry
+    from tests import core_plugins
+
+    reg = load_registry(strict=True, extra_plugins=[("toy", core_plugins.ToyPlugin())], use_entry_points=False)
+    set_registry(reg)
+    core_plugins.CALLS.clear()
+    yield reg
+    set_registry(None)

@@ -15,7 +15,7 @@ from pxp.core import contracts
 from pxp.core.cli import cli
 from pxp.core.errors import PluginError, SpecError
 from pxp.core.hookspecs import hookimpl
-from pxp.core.plugins import load_registry, set_registry
+from pxp.core.plugins import load_registry
 from pxp.core.spec import dump_spec, expand_sweeps, validate_spec
 from pxp.experiment import commands as pipeline_commands
 from pxp.experiment.pipeline import Runner
@@ -24,15 +24,6 @@ from tests import core_plugins
 from tests.core_plugins import ToyPlugin, toy_spec
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def toy_registry():
-    reg = load_registry(strict=True, extra_plugins=[("toy", ToyPlugin())], use_entry_points=False)
-    set_registry(reg)
-    core_plugins.CALLS.clear()
-    yield reg
-    set_registry(None)
 
 
 # ---------------------------------------------------------------- registry

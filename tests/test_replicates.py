@@ -12,11 +12,10 @@ from click.testing import CliRunner
 from pxp.core.cli import cli
 from pxp.experiment import commands as pipeline_commands
 from pxp.core.errors import SpecError
-from pxp.core.plugins import load_registry, set_registry
 from pxp.experiment.pipeline import Runner
 from pxp.core.spec import dump_spec, parse_yaml, replicate_index, validate_spec
 from tests import core_plugins
-from tests.core_plugins import ToyPlugin, toy_spec
+from tests.core_plugins import toy_spec
 
 pipeline_commands.pxp_register_commands(cli)  # what `pxp` does first: the built-in pipeline plugin adds `pxp run`
 
@@ -78,15 +77,6 @@ def test_explicit_seeds_and_the_resolved_spec_round_trip():
     with pytest.raises(SpecError) as info:
         validate_spec({**raw, "replicates": 0})
     assert "replicates" in dict(info.value.problems)
-
-
-@pytest.fixture
-def toy_registry():
-    reg = load_registry(strict=True, extra_plugins=[("toy", ToyPlugin())], use_entry_points=False)
-    set_registry(reg)
-    core_plugins.CALLS.clear()
-    yield reg
-    set_registry(None)
 
 
 def test_results_json_carries_the_replicate_index(tmp_path, toy_registry):
